@@ -1,0 +1,2 @@
+//! Verification cache (placeholder: being written).
+pub struct TokenCache;

@@ -1,0 +1,1 @@
+//! JWKS parsing (placeholder: being written).

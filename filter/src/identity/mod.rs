@@ -1,0 +1,39 @@
+//! Identity: JWT verification against the policy's issuers, the bounded
+//! verification cache, revocation, and claim → role mapping.
+
+pub mod cache;
+pub mod jwks;
+pub mod jwt;
+pub mod roles;
+
+pub use cache::TokenCache;
+pub use jwt::{AuthError, Verifier};
+pub use roles::roles_for;
+
+use serde_json::{Map, Value};
+
+/// A token whose signature and registered claims were verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedToken {
+    /// Policy name of the issuer that signed it (e.g. `corp-sso`).
+    pub issuer_name: String,
+    /// The `iss` claim.
+    pub iss: String,
+    /// The `sub` claim (required).
+    pub sub: String,
+    /// `exp`, seconds since the Unix epoch (required).
+    pub exp: u64,
+    /// `jti`, when present.
+    pub jti: Option<String>,
+    /// Groups read from the issuer's `groups_claim` (string or array).
+    pub groups: Vec<String>,
+    /// Every claim of the payload.
+    pub claims: Map<String, Value>,
+}
+
+/// A verified caller with its roles under the current policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub token: VerifiedToken,
+    pub roles: Vec<String>,
+}

@@ -1,0 +1,24 @@
+//! Pinhole filter: the host-free engine (policy model, blob format, evaluator,
+//! identity verification, MCP decoding) plus, on `wasm32`, the thin proxy-wasm
+//! host layer in [`host`].
+//!
+//! Everything outside `host` is plain Rust with no proxy-wasm calls, so it is
+//! unit-tested natively and, compiled to `wasm32-wasip1`, under Node's WASI.
+
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+pub mod glob;
+pub mod identity;
+pub mod mcp;
+pub mod policy;
+
+#[cfg(target_arch = "wasm32")]
+mod host;

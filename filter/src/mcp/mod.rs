@@ -1,0 +1,1 @@
+//! MCP JSON-RPC decoding (placeholder: being written).

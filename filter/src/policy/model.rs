@@ -1,0 +1,279 @@
+//! The compiled policy: what the compiler produces from the YAML source and
+//! what the blob carries to the filter. Every collection is a `Vec` (never a
+//! hash map) so that serialisation, and therefore the blob, is deterministic.
+//!
+//! Names (roles, targets, issuers) are resolved and checked by the compiler;
+//! the filter still treats a dangling reference as "does not match", never as
+//! a match, so a hand-made blob cannot widen access.
+
+use serde::{Deserialize, Serialize};
+
+/// A compiled policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Policy {
+    /// Optional human label from the source (`name:`), shown in logs.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub issuers: Vec<Issuer>,
+    #[serde(default)]
+    pub revoked: Revocations,
+    pub roles: Vec<Role>,
+    pub targets: Vec<Target>,
+    pub rules: Vec<Rule>,
+}
+
+/// Subjects and token ids whose tokens are refused even when otherwise valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Revocations {
+    /// `sub` values, matched exactly. Optionally qualified by issuer name as
+    /// `issuer-name:subject`; an unqualified entry applies to every issuer.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// `jti` values, matched exactly.
+    #[serde(default)]
+    pub token_ids: Vec<String>,
+}
+
+/// JWS algorithms Pinhole verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Alg {
+    RS256,
+    ES256,
+    EdDSA,
+}
+
+impl Alg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::ES256 => "ES256",
+            Alg::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Alg> {
+        match s {
+            "RS256" => Some(Alg::RS256),
+            "ES256" => Some(Alg::ES256),
+            "EdDSA" => Some(Alg::EdDSA),
+            _ => None,
+        }
+    }
+}
+
+/// A trusted OIDC issuer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Issuer {
+    /// Policy-local name (referenced by roles), e.g. `corp-sso`.
+    pub name: String,
+    /// Exact `iss` claim value.
+    pub issuer: String,
+    /// Accepted `aud` values; the token must carry at least one of them.
+    pub audiences: Vec<String>,
+    /// Algorithms accepted from this issuer (a key may narrow it further).
+    pub algorithms: Vec<Alg>,
+    /// Verification keys, embedded at compile time from the JWKS file.
+    pub keys: Vec<Jwk>,
+    /// Claim holding group membership (a string or an array of strings).
+    /// Dotted paths (`realm_access.roles`) reach into nested objects.
+    pub groups_claim: String,
+    /// Tokens whose `exp - iat` (or `exp - nbf`) exceeds this are refused.
+    /// `exp` is always required.
+    pub max_token_lifetime_secs: Option<u64>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    pub leeway_secs: u64,
+}
+
+/// A public key from a JWKS, normalised at compile time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    /// `kid`; tokens select their key by it. Keys without `kid` are only used
+    /// for tokens without `kid`.
+    pub kid: Option<String>,
+    /// `alg` from the JWK, if present: the key then verifies only that alg.
+    pub alg: Option<Alg>,
+    pub key: KeyMaterial,
+}
+
+/// Raw key material (base64url strings exactly as in the JWK).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyMaterial {
+    /// `kty: RSA` — modulus and exponent, base64url.
+    Rsa { n: String, e: String },
+    /// `kty: EC, crv: P-256` — coordinates, base64url.
+    P256 { x: String, y: String },
+    /// `kty: OKP, crv: Ed25519` — public key, base64url.
+    Ed25519 { x: String },
+}
+
+/// A role: a named predicate over a verified identity. All present
+/// conditions must hold; within a list any element may match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub name: String,
+    /// Issuer name (see [`Issuer::name`]); `None` accepts any trusted issuer.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Globs over `sub`; empty = any subject.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// The identity must belong to at least one of these groups (exact
+    /// match); empty = no group condition.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Conditions on other claims; all must hold.
+    #[serde(default)]
+    pub claims: Vec<ClaimMatch>,
+}
+
+/// `claim` (dotted path) must equal or glob-match one of `patterns`. When the
+/// claim is an array, any element may match. Numbers and booleans are
+/// compared in their JSON text form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimMatch {
+    pub claim: String,
+    pub patterns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Mcp,
+    Http,
+    Postgres,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Mcp => "mcp",
+            Protocol::Http => "http",
+            Protocol::Postgres => "postgres",
+        }
+    }
+}
+
+/// A protected upstream. The Envoy filter configuration names the target a
+/// listener/route protects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub name: String,
+    pub protocol: Protocol,
+    /// Forward the caller's `Authorization` header upstream. Off by default:
+    /// the upstream receives the verified identity in `x-pinhole-*` headers.
+    #[serde(default)]
+    pub forward_token: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    Allow,
+    Deny,
+    /// Needs a human reviewer's approval. Until approvals exist the filter
+    /// refuses it (never allows).
+    Review,
+}
+
+impl Effect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+            Effect::Review => "review",
+        }
+    }
+}
+
+/// A rule. It applies when the request's target is `target`, the identity
+/// holds one of `roles` (empty = any authenticated identity) and the request
+/// matches `matcher`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    pub id: String,
+    pub effect: Effect,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub target: String,
+    pub matcher: Matcher,
+    /// Optional author's explanation, included in deny messages.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What a rule matches. `Any` matches every request on the target that is
+/// subject to authorization (MCP lifecycle messages never are).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Matcher {
+    Any,
+    Mcp(McpMatch),
+    Http(HttpMatch),
+}
+
+/// MCP matcher. Each list, when non-empty, makes the rule apply to one kind
+/// of operation: `tools` to `tools/call` (with `arguments` as extra
+/// conditions), `resources` to `resources/read|subscribe|unsubscribe`,
+/// `prompts` to `prompts/get`, `methods` to any other JSON-RPC method by name.
+/// A rule with all lists empty matches no MCP operation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct McpMatch {
+    #[serde(default)]
+    pub tools: Vec<String>,
+    #[serde(default)]
+    pub arguments: Vec<ArgConstraint>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default)]
+    pub prompts: Vec<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// A condition on a value inside a `tools/call`'s `arguments`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArgConstraint {
+    /// Path into `arguments`; written `a.b[0].c` in the source.
+    pub path: Vec<PathSeg>,
+    /// Source spelling of the path, for messages.
+    pub path_text: String,
+    pub test: ArgTest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+/// Tests on an argument value. A missing value fails every test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ArgTest {
+    /// Equal to this JSON value (numbers compare numerically).
+    Equals(serde_json::Value),
+    /// Equal to one of these JSON values.
+    OneOf(Vec<serde_json::Value>),
+    /// A string matching one of these globs.
+    Glob(Vec<String>),
+    /// A number within the inclusive bounds.
+    Range { min: Option<f64>, max: Option<f64> },
+}
+
+/// Plain HTTP matcher: the method must be one of `methods` (empty = any) and
+/// the path (without query string) must match one of `paths` (empty = any).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HttpMatch {
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+impl Policy {
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    pub fn issuer(&self, name: &str) -> Option<&Issuer> {
+        self.issuers.iter().find(|i| i.name == name)
+    }
+}
