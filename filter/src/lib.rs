@@ -15,6 +15,7 @@
     )
 )]
 
+pub mod engine;
 pub mod glob;
 pub mod identity;
 pub mod mcp;

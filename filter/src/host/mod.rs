@@ -1,1 +1,80 @@
-//! proxy-wasm host layer (being written).
+//! The only code that talks to the proxy-wasm host. It moves bytes between
+//! Envoy and the host-free engine and never decides anything itself.
+
+mod http;
+
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+
+use crate::engine::{short_digest, Engine};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { loaded: Rc::new(Loaded::NotConfigured) })
+    });
+}}
+
+/// The policy state shared by the HTTP contexts of one root context. A new
+/// configuration replaces the `Rc`; requests in flight keep the one they
+/// started with.
+pub(crate) enum Loaded {
+    NotConfigured,
+    Ready(Box<Engine>),
+    Failed(String),
+}
+
+struct Root {
+    loaded: Rc<Loaded>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let cfg = self.get_plugin_configuration().unwrap_or_default();
+        self.loaded = Rc::new(match Engine::from_plugin_config(&cfg) {
+            Ok(engine) => {
+                log::info!(
+                    "pinhole: loaded policy {} ({}) for target `{}` ({}): {} rules, {} roles, {} issuers",
+                    short_digest(&engine.digest),
+                    engine.policy.name.as_deref().unwrap_or("unnamed"),
+                    engine.target.name,
+                    engine.target.protocol.as_str(),
+                    engine.policy.rules.len(),
+                    engine.policy.roles.len(),
+                    engine.policy.issuers.len(),
+                );
+                Loaded::Ready(Box::new(engine))
+            }
+            Err(reason) => {
+                log::error!(
+                    "pinhole: policy NOT loaded, refusing all traffic with 503 (fail closed): {reason}"
+                );
+                Loaded::Failed(reason)
+            }
+        });
+        // Always accept the configuration: a bad policy must not take the
+        // listener down, it must refuse traffic with a clear error.
+        true
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(http::Http::new(context_id, self.loaded.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Seconds since the Unix epoch from the host clock.
+pub(crate) fn now_secs(ctx: &dyn Context) -> u64 {
+    ctx.get_current_time()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -81,11 +81,10 @@ pub enum BlobError {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    use std::fmt::Write as _;
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0x0f)]));
+        let _ = write!(s, "{b:02x}");
     }
     s
 }
@@ -167,7 +166,7 @@ pub fn decode(bytes: &[u8]) -> Result<Blob, BlobError> {
         });
     }
     let digest = Sha256::digest(payload);
-    if bytes.get(16..48) != Some(digest.as_slice()) {
+    if bytes.get(16..48) != Some(AsRef::<[u8]>::as_ref(&digest)) {
         return Err(BlobError::DigestMismatch);
     }
     let p: Payload =
@@ -204,12 +203,12 @@ pub fn validate(p: &Policy) -> Result<(), BlobError> {
                 )));
             }
         }
-        let ok = match (&r.matcher, target.protocol) {
-            (Matcher::Any, _) => true,
-            (Matcher::Mcp(_), Protocol::Mcp) => true,
-            (Matcher::Http(_), Protocol::Http) => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (&r.matcher, target.protocol),
+            (Matcher::Any, _)
+                | (Matcher::Mcp(_), Protocol::Mcp)
+                | (Matcher::Http(_), Protocol::Http)
+        );
         if !ok {
             return Err(BlobError::Invalid(format!(
                 "rule `{}` has a matcher that does not fit {} target `{}`",

@@ -1,0 +1,318 @@
+//! The host-free request pipeline: plugin configuration → loaded policy,
+//! `Authorization` header → verified identity, request → decision, and the
+//! canned replies the host sends. The proxy-wasm layer in `host` only moves
+//! bytes between Envoy and these functions.
+
+use std::cell::RefCell;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::identity::{self, AuthError, Identity, TokenCache, Verifier};
+use crate::policy::blob;
+use crate::policy::eval::{self, Decision, Item, Request};
+use crate::policy::{Effect, Policy, Target};
+
+/// Verified tokens kept per worker VM.
+pub const TOKEN_CACHE_CAPACITY: usize = 1024;
+/// Longest `Authorization` header considered (a JWT is far shorter).
+pub const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
+
+/// Headers carrying the verified identity to the upstream. Any client-sent
+/// header with this prefix is removed first.
+pub const IDENTITY_HEADER_PREFIX: &str = "x-pinhole-";
+pub const HEADER_SUBJECT: &str = "x-pinhole-subject";
+pub const HEADER_ISSUER: &str = "x-pinhole-issuer";
+pub const HEADER_ROLES: &str = "x-pinhole-roles";
+
+/// The filter's plugin configuration (a JSON `StringValue` in Envoy).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Name of the policy target this filter instance protects.
+    pub target: String,
+    /// The compiled policy blob, base64 (standard alphabet, padded).
+    pub policy: String,
+}
+
+/// A loaded policy, ready to decide requests for one target.
+pub struct Engine {
+    pub target: Target,
+    pub policy: Policy,
+    /// Hex SHA-256 of the blob payload.
+    pub digest: String,
+    verifier: Verifier,
+    cache: RefCell<TokenCache>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("target", &self.target.name)
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Load the plugin configuration. Every failure is a human sentence for
+    /// the operator's log; the host then refuses all traffic (fail closed).
+    pub fn from_plugin_config(bytes: &[u8]) -> Result<Engine, String> {
+        if bytes.is_empty() {
+            return Err(
+                "no plugin configuration: set the filter's `configuration` to \
+                 {\"target\": \"<target>\", \"policy\": \"<base64 blob>\"}"
+                    .into(),
+            );
+        }
+        let cfg: PluginConfig = serde_json::from_slice(bytes).map_err(|e| {
+            format!(
+                "plugin configuration is not valid JSON of the form \
+                 {{\"target\": \"<target>\", \"policy\": \"<base64 blob>\"}}: {e}"
+            )
+        })?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(cfg.policy.trim().as_bytes())
+            .map_err(|e| format!("plugin configuration `policy` is not valid base64: {e}"))?;
+        Engine::from_blob(&raw, &cfg.target)
+    }
+
+    /// Load a blob for `target`.
+    pub fn from_blob(raw: &[u8], target: &str) -> Result<Engine, String> {
+        let b = blob::decode(raw).map_err(|e| e.to_string())?;
+        let t = b.policy.target(target).cloned().ok_or_else(|| {
+            let known: Vec<&str> = b.policy.targets.iter().map(|t| t.name.as_str()).collect();
+            format!(
+                "plugin configuration names target `{target}`, which policy {} does not define \
+                 (targets: {known:?})",
+                short_digest(&b.digest)
+            )
+        })?;
+        let verifier = Verifier::new(&b.policy)
+            .map_err(|e| format!("policy {}: {e}", short_digest(&b.digest)))?;
+        Ok(Engine {
+            target: t,
+            policy: b.policy,
+            digest: b.digest,
+            verifier,
+            cache: RefCell::new(TokenCache::new(TOKEN_CACHE_CAPACITY)),
+        })
+    }
+
+    /// Verify the caller's `Authorization` header (cache first), check
+    /// revocation against the current policy on every call, map to roles.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        now: u64,
+    ) -> Result<Identity, AuthError> {
+        let token = bearer_token(authorization)?;
+        let cached = self
+            .cache
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut c| c.get(token, now));
+        let verified = match cached {
+            Some(v) => v,
+            None => {
+                let v = self.verifier.verify(token, now)?;
+                if let Ok(mut c) = self.cache.try_borrow_mut() {
+                    c.insert(token, v.clone(), now);
+                }
+                v
+            }
+        };
+        identity::jwt::check_revoked(&self.policy, &verified)?;
+        let roles = identity::roles_for(&self.policy, &verified);
+        Ok(Identity {
+            token: verified,
+            roles,
+        })
+    }
+
+    pub fn decide(&self, who: &Identity, req: &Request) -> Decision {
+        eval::evaluate(&self.policy, &who.roles, &self.target.name, req)
+    }
+
+    pub fn visible(&self, who: &Identity, item: Item) -> bool {
+        eval::visible(&self.policy, &who.roles, &self.target.name, item)
+    }
+
+    /// Headers to add upstream for this identity.
+    pub fn identity_headers(&self, who: &Identity) -> Vec<(&'static str, String)> {
+        vec![
+            (HEADER_SUBJECT, header_safe(&who.token.sub)),
+            (HEADER_ISSUER, header_safe(&who.token.issuer_name)),
+            (HEADER_ROLES, header_safe(&who.roles.join(","))),
+        ]
+    }
+}
+
+pub fn short_digest(d: &str) -> &str {
+    d.get(..12).unwrap_or(d)
+}
+
+/// Extract the token from `Authorization: Bearer <token>` (RFC 6750: scheme
+/// case-insensitive, token68 characters only).
+pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthError> {
+    let h = header.ok_or(AuthError::Missing)?;
+    if h.len() > MAX_AUTHORIZATION_LEN {
+        return Err(AuthError::Malformed);
+    }
+    let h = h.trim();
+    let (scheme, rest) = h.split_once(' ').ok_or(AuthError::Missing)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Missing);
+    }
+    let token = rest.trim_start();
+    let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    if token.is_empty() || !token.chars().all(token68) {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token)
+}
+
+/// Make a value safe for an HTTP header: visible ASCII and space pass,
+/// everything else is percent-encoded (as is `%`).
+pub fn header_safe(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A reply the filter sends itself instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+fn json_reply(status: u32, extra: Vec<(String, String)>, body: serde_json::Value) -> Reply {
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    headers.extend(extra);
+    Reply {
+        status,
+        headers,
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// 401 with `WWW-Authenticate: Bearer` (RFC 6750 §3).
+pub fn unauthorized(err: &AuthError) -> Reply {
+    let reason = err.reason();
+    let challenge = if matches!(err, AuthError::Missing) {
+        r#"Bearer realm="pinhole""#.to_string()
+    } else {
+        format!(r#"Bearer realm="pinhole", error="invalid_token", error_description="{reason}""#)
+    };
+    json_reply(
+        401,
+        vec![("www-authenticate".into(), challenge)],
+        json!({"error": "unauthorized", "reason": reason}),
+    )
+}
+
+/// 403 for a refused plain-HTTP request.
+pub fn forbidden(d: &Decision) -> Reply {
+    let error = if d.effect == Effect::Review {
+        "approval_required"
+    } else {
+        "forbidden"
+    };
+    json_reply(
+        403,
+        vec![],
+        json!({"error": error, "rule": d.rule, "reason": d.reason}),
+    )
+}
+
+/// 503 while no valid policy is loaded.
+pub fn unavailable(reason: &str) -> Reply {
+    json_reply(
+        503,
+        vec![],
+        json!({"error": "policy_unavailable", "reason": reason}),
+    )
+}
+
+/// 502 when an upstream response that must be filtered cannot be.
+pub fn bad_upstream(reason: &str) -> Reply {
+    json_reply(
+        502,
+        vec![],
+        json!({"error": "upstream_response_refused", "reason": reason}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(
+            bearer_token(Some("Bearer abc.def.ghi")).ok(),
+            Some("abc.def.ghi")
+        );
+        assert_eq!(bearer_token(Some("bearer   abc")).ok(), Some("abc"));
+        assert!(matches!(bearer_token(None), Err(AuthError::Missing)));
+        assert!(matches!(
+            bearer_token(Some("Basic dXNlcg==")),
+            Err(AuthError::Missing)
+        ));
+        assert!(matches!(
+            bearer_token(Some("Bearer")),
+            Err(AuthError::Missing)
+        ));
+        assert!(matches!(
+            bearer_token(Some("Bearer a b")),
+            Err(AuthError::Malformed)
+        ));
+        assert!(matches!(
+            bearer_token(Some("Bearer a\"b")),
+            Err(AuthError::Malformed)
+        ));
+    }
+
+    #[test]
+    fn header_values_are_safe() {
+        assert_eq!(header_safe("alice@acme.example"), "alice@acme.example");
+        assert_eq!(header_safe("a\r\nx-evil: 1"), "a%0D%0Ax-evil: 1");
+        assert_eq!(header_safe("100%"), "100%25");
+        assert_eq!(header_safe("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn bad_configs_fail_with_a_sentence() {
+        for cfg in [
+            &b""[..],
+            b"not json",
+            br#"{"target":"tools"}"#,
+            br#"{"target":"tools","policy":"!!!"}"#,
+            br#"{"target":"tools","policy":"aGVsbG8="}"#,
+            br#"{"target":"tools","policy":"","extra":1}"#,
+        ] {
+            let e = Engine::from_plugin_config(cfg).unwrap_err();
+            assert!(!e.is_empty());
+        }
+    }
+
+    #[test]
+    fn replies() {
+        let r = unauthorized(&AuthError::Missing);
+        assert_eq!(r.status, 401);
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| k == "www-authenticate" && v == r#"Bearer realm="pinhole""#));
+        assert_eq!(unavailable("x").status, 503);
+    }
+}

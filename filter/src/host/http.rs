@@ -1,0 +1,399 @@
+//! HTTP filter context: authentication, MCP/HTTP authorization and list
+//! response filtering, wired to Envoy's HTTP callbacks.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use super::{now_secs, Loaded};
+use crate::engine::{self, Engine, Reply, IDENTITY_HEADER_PREFIX};
+use crate::identity::Identity;
+use crate::mcp::{self, BodyOutcome, ListKind, SseFilter};
+use crate::policy::eval::{Decision, Item, Request};
+use crate::policy::{Effect, Protocol};
+
+/// How the response must be treated.
+enum ResponseMode {
+    /// Untouched (no list request pending).
+    Pass,
+    /// Buffer the JSON body and filter it at the end of the stream.
+    Json,
+    /// Rewrite SSE events as they stream.
+    Sse(Box<SseFilter>),
+    /// The response cannot be filtered: replace it with an error.
+    Refuse(String),
+    /// An SSE stream failed mid-way: the error event was sent, drop the rest.
+    Swallow,
+}
+
+pub(crate) struct Http {
+    id: u32,
+    loaded: Rc<Loaded>,
+    identity: Option<Identity>,
+    /// List requests of this POST whose responses must be filtered.
+    lists: Vec<(serde_json::Value, ListKind)>,
+    response: ResponseMode,
+    /// The caller's request needs its body before a decision.
+    awaiting_body: bool,
+}
+
+impl Http {
+    pub(crate) fn new(id: u32, loaded: Rc<Loaded>) -> Self {
+        Http {
+            id,
+            loaded,
+            identity: None,
+            lists: Vec::new(),
+            response: ResponseMode::Pass,
+            awaiting_body: false,
+        }
+    }
+
+    fn reply(&self, r: Reply) -> Action {
+        let headers: Vec<(&str, &str)> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.send_http_response(r.status, headers, Some(&r.body));
+        Action::Pause
+    }
+
+    fn source(&self) -> String {
+        self.get_property(vec!["source", "address"])
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_else(|| "-".into())
+    }
+
+    fn log_decision(&self, engine: &Engine, what: &str, d: &Decision) {
+        let who = self.identity.as_ref();
+        let line = format!(
+            "pinhole: decision={} rule={} target={} subject={} roles={} source={} request={} op=\"{}\" reason=\"{}\"",
+            d.effect.as_str(),
+            d.rule.as_deref().unwrap_or("-"),
+            engine.target.name,
+            who.map(|i| engine::header_safe(&i.token.sub)).unwrap_or_else(|| "-".into()),
+            who.map(|i| i.roles.join(",")).unwrap_or_default(),
+            self.source(),
+            self.id,
+            engine::header_safe(what),
+            engine::header_safe(&d.reason),
+        );
+        if d.effect == Effect::Allow {
+            log::info!("{line}");
+        } else {
+            log::warn!("{line}");
+        }
+    }
+
+    fn on_headers(&mut self, engine: &Engine, end_of_stream: bool) -> Action {
+        // Client-supplied identity headers are never trusted.
+        for (name, _) in self.get_http_request_headers() {
+            if name
+                .to_ascii_lowercase()
+                .starts_with(IDENTITY_HEADER_PREFIX)
+            {
+                self.set_http_request_header(&name, None);
+            }
+        }
+        let auth = self.get_http_request_header("authorization");
+        let who = match engine.authenticate(auth.as_deref(), now_secs(self)) {
+            Ok(who) => who,
+            Err(e) => {
+                log::warn!(
+                    "pinhole: authentication failed target={} source={} request={} reason=\"{}\"",
+                    engine.target.name,
+                    self.source(),
+                    self.id,
+                    e.reason()
+                );
+                return self.reply(engine::unauthorized(&e));
+            }
+        };
+        if !engine.target.forward_token {
+            self.set_http_request_header("authorization", None);
+        }
+        for (name, value) in engine.identity_headers(&who) {
+            self.set_http_request_header(name, Some(&value));
+        }
+        self.identity = Some(who);
+
+        let method = self.get_http_request_header(":method").unwrap_or_default();
+        match engine.target.protocol {
+            Protocol::Http => {
+                let path = self.get_http_request_header(":path").unwrap_or_default();
+                let path = path.split(['?', '#']).next().unwrap_or_default().to_string();
+                let d = match &self.identity {
+                    Some(who) => engine.decide(
+                        who,
+                        &Request::Http {
+                            method: &method,
+                            path: &path,
+                        },
+                    ),
+                    None => return self.reply(engine::unavailable("identity lost")),
+                };
+                self.log_decision(engine, &format!("{method} {path}"), &d);
+                if d.allowed() {
+                    Action::Continue
+                } else {
+                    self.reply(engine::forbidden(&d))
+                }
+            }
+            Protocol::Mcp => {
+                if method != "POST" {
+                    // GET opens the server-to-client SSE stream, DELETE ends a
+                    // session: both pass for authenticated callers.
+                    return Action::Continue;
+                }
+                if end_of_stream {
+                    return self.outcome(mcp::empty_body_reply());
+                }
+                // List responses are filtered: ask for an uncompressed body.
+                self.set_http_request_header("accept-encoding", None);
+                self.awaiting_body = true;
+                Action::Pause
+            }
+            Protocol::Postgres => self.reply(engine::unavailable(&format!(
+                "target `{}` is a postgres target; attach this filter to a postgres listener as a network filter",
+                engine.target.name
+            ))),
+        }
+    }
+
+    fn on_body(&mut self, engine: &Engine, body: &[u8]) -> Action {
+        let Some(who) = self.identity.clone() else {
+            return self.reply(engine::unavailable("identity lost"));
+        };
+        let verdict = mcp::evaluate_body(body, &mut |req: &Request| engine.decide(&who, req));
+        for d in &verdict.decided {
+            self.log_decision(engine, &format!("{} {}", d.method, d.item), &d.decision);
+        }
+        if let Some(reason) = &verdict.reason {
+            log::warn!(
+                "pinhole: MCP request answered by the filter target={} request={}: {reason}",
+                engine.target.name,
+                self.id
+            );
+        }
+        self.outcome(verdict.outcome)
+    }
+
+    fn outcome(&mut self, outcome: BodyOutcome) -> Action {
+        match outcome {
+            BodyOutcome::Forward { lists } => {
+                self.lists = lists;
+                Action::Continue
+            }
+            BodyOutcome::Reply { status, body } => {
+                let headers = if body.is_empty() {
+                    vec![]
+                } else {
+                    vec![("content-type".into(), mcp::REPLY_CONTENT_TYPE.into())]
+                };
+                self.reply(Reply {
+                    status: u32::from(status),
+                    headers,
+                    body,
+                })
+            }
+        }
+    }
+
+    fn visible_fn<'a>(engine: &'a Engine, who: &'a Identity) -> impl Fn(Item) -> bool + 'a {
+        move |item| engine.visible(who, item)
+    }
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        let loaded = self.loaded.clone();
+        match &*loaded {
+            Loaded::Ready(engine) => self.on_headers(engine, end_of_stream),
+            Loaded::Failed(reason) => self.reply(engine::unavailable(reason)),
+            Loaded::NotConfigured => self.reply(engine::unavailable("no policy configured")),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.awaiting_body {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            // Buffer until the whole JSON-RPC body is here (Envoy caps it at
+            // the connection buffer limit and answers 413 beyond).
+            return Action::Pause;
+        }
+        self.awaiting_body = false;
+        let loaded = self.loaded.clone();
+        let Loaded::Ready(engine) = &*loaded else {
+            return self.reply(engine::unavailable("no policy loaded"));
+        };
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        self.on_body(engine, &body)
+    }
+
+    fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        if self.awaiting_body {
+            // A body ended by trailers: decide on what was buffered.
+            self.awaiting_body = false;
+            let loaded = self.loaded.clone();
+            let Loaded::Ready(engine) = &*loaded else {
+                return self.reply(engine::unavailable("no policy loaded"));
+            };
+            let body = self
+                .get_http_request_body(0, usize::MAX)
+                .unwrap_or_default();
+            return self.on_body(engine, &body);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        if self.lists.is_empty() {
+            return Action::Continue;
+        }
+        let status = self.get_http_response_header(":status").unwrap_or_default();
+        if !status.starts_with('2') || end_of_stream {
+            // Errors and empty answers carry no list.
+            return Action::Continue;
+        }
+        let encoding = self
+            .get_http_response_header("content-encoding")
+            .unwrap_or_default();
+        let ctype = self
+            .get_http_response_header("content-type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        self.response = if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("identity") {
+            ResponseMode::Refuse(format!(
+                "the upstream answered a list request with content-encoding `{encoding}`; \
+                 pinhole must read list responses to filter them"
+            ))
+        } else if ctype.starts_with("application/json") {
+            ResponseMode::Json
+        } else if ctype.starts_with("text/event-stream") {
+            ResponseMode::Sse(Box::new(SseFilter::new(self.lists.clone())))
+        } else {
+            ResponseMode::Refuse(format!(
+                "the upstream answered a list request with content-type `{ctype}`"
+            ))
+        };
+        // The body will change size: Envoy re-frames it (chunked or with the
+        // content-length set again once the JSON body is rewritten).
+        self.set_http_response_header("content-length", None);
+        match self.response {
+            ResponseMode::Json | ResponseMode::Refuse(_) => Action::Pause,
+            _ => Action::Continue,
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let loaded = self.loaded.clone();
+        let (Loaded::Ready(engine), Some(who)) = (&*loaded, self.identity.clone()) else {
+            return Action::Continue;
+        };
+        let visible = Self::visible_fn(engine, &who);
+        let mode = std::mem::replace(&mut self.response, ResponseMode::Pass);
+        let (next, action) = self.respond(mode, body_size, end_of_stream, &visible);
+        self.response = next;
+        action
+    }
+}
+
+impl Http {
+    fn respond(
+        &self,
+        mode: ResponseMode,
+        body_size: usize,
+        end_of_stream: bool,
+        visible: &dyn Fn(Item) -> bool,
+    ) -> (ResponseMode, Action) {
+        match mode {
+            ResponseMode::Pass => (ResponseMode::Pass, Action::Continue),
+            ResponseMode::Swallow => {
+                self.set_http_response_body(0, body_size, b"");
+                (ResponseMode::Swallow, Action::Continue)
+            }
+            ResponseMode::Sse(mut filter) => {
+                let chunk = self
+                    .get_http_response_body(0, body_size)
+                    .unwrap_or_default();
+                match filter.push(&chunk, end_of_stream, visible) {
+                    Ok(out) => {
+                        self.set_http_response_body(0, body_size, &out);
+                        (ResponseMode::Sse(filter), Action::Continue)
+                    }
+                    Err(e) => {
+                        // Headers are gone already: end the list with an
+                        // error event and drop the rest of the stream.
+                        log::error!(
+                            "pinhole: refusing an SSE list response request={}: {e}",
+                            self.id
+                        );
+                        let out = mcp::sse_error_event(&self.lists, &e.to_string());
+                        self.set_http_response_body(0, body_size, &out);
+                        (ResponseMode::Swallow, Action::Continue)
+                    }
+                }
+            }
+            ResponseMode::Json => {
+                if !end_of_stream {
+                    return (ResponseMode::Json, Action::Pause);
+                }
+                let body = self
+                    .get_http_response_body(0, body_size)
+                    .unwrap_or_default();
+                match mcp::filter_json_response(&body, &self.lists, visible) {
+                    Ok(Some(new_body)) => {
+                        self.set_http_response_body(0, body_size, &new_body);
+                        self.set_http_response_header(
+                            "content-length",
+                            Some(&new_body.len().to_string()),
+                        );
+                    }
+                    Ok(None) => {
+                        self.set_http_response_header(
+                            "content-length",
+                            Some(&body.len().to_string()),
+                        );
+                    }
+                    Err(e) => {
+                        log::error!(
+                            "pinhole: refusing a JSON list response request={}: {e}",
+                            self.id
+                        );
+                        self.refuse_response(body_size, &e.to_string());
+                    }
+                }
+                (ResponseMode::Pass, Action::Continue)
+            }
+            ResponseMode::Refuse(reason) => {
+                if !end_of_stream {
+                    // Hold everything; answer once at the end.
+                    return (ResponseMode::Refuse(reason), Action::Pause);
+                }
+                log::error!(
+                    "pinhole: refusing a list response request={}: {reason}",
+                    self.id
+                );
+                self.refuse_response(body_size, &reason);
+                (ResponseMode::Pass, Action::Continue)
+            }
+        }
+    }
+
+    /// Replace the (held) response with a 502 carrying JSON-RPC errors for
+    /// the pending list requests.
+    fn refuse_response(&self, body_size: usize, reason: &str) {
+        let body = mcp::refused_json_response(&self.lists, reason);
+        self.set_http_response_header(":status", Some("502"));
+        self.set_http_response_header("content-type", Some("application/json"));
+        self.set_http_response_header("content-encoding", None);
+        self.set_http_response_header("content-length", Some(&body.len().to_string()));
+        self.set_http_response_body(0, body_size, &body);
+    }
+}

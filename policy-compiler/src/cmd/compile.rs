@@ -1,0 +1,67 @@
+//! `pinhole compile FILE -o BLOB`.
+
+use std::path::PathBuf;
+
+use pinhole_filter::policy::blob;
+
+use super::{report, usage_error, Exit};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The policy file (YAML). JWKS paths inside it are relative to its directory.
+    pub file: PathBuf,
+    /// Where to write the blob. It is replaced atomically (temporary file in the same
+    /// directory, then rename), so a watcher never sees a partial blob.
+    #[arg(short, long, value_name = "BLOB")]
+    pub output: PathBuf,
+    /// Treat warnings as errors (exit 1 and write nothing when there are any).
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+pub fn run(a: &Args) -> Exit {
+    // Usage problems first, before any work.
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => match policy_compiler::parse_source_date_epoch(&v) {
+            Ok(e) => Some(e),
+            Err(e) => return usage_error(e),
+        },
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return usage_error("SOURCE_DATE_EPOCH is not valid Unicode")
+        }
+    };
+    let loaded = match policy_compiler::load(&a.file) {
+        Ok(l) => l,
+        Err(e) => return usage_error(format!("cannot read {}: {e}", a.file.display())),
+    };
+    if !report(&loaded, a.deny_warnings) {
+        eprintln!("pinhole: no blob written");
+        return Exit::Policy;
+    }
+    let Some(policy) = &loaded.compiled.policy else {
+        return Exit::Policy;
+    };
+    let bytes = match policy_compiler::encode(&loaded, policy, epoch) {
+        Ok(b) => b,
+        Err(e) => return usage_error(format!("cannot encode the blob: {e}")),
+    };
+    // Read back what we are about to write: the blob must load in the filter.
+    let digest = match blob::decode(&bytes) {
+        Ok(b) => b.digest,
+        Err(e) => {
+            return usage_error(format!(
+                "internal error: the encoded blob does not decode: {e}"
+            ))
+        }
+    };
+    if let Err(e) = policy_compiler::write_atomic(&a.output, &bytes) {
+        return usage_error(format!("cannot write {}: {e}", a.output.display()));
+    }
+    println!(
+        "wrote {} ({} bytes, digest {digest})",
+        a.output.display(),
+        bytes.len()
+    );
+    Exit::Ok
+}

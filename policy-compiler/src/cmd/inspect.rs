@@ -1,0 +1,154 @@
+//! `pinhole inspect BLOB`.
+
+use std::path::PathBuf;
+
+use pinhole_filter::policy::blob::{self, Blob};
+use pinhole_filter::policy::{Effect, Policy};
+use policy_compiler::diag::plural;
+
+use super::{usage_error, Exit, Format};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A blob written by `pinhole compile`.
+    pub blob: PathBuf,
+    /// Output format. `json` prints {"format_version", "digest", "size", "meta", "policy"}
+    /// with the whole decoded policy on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+pub fn run(a: &Args) -> Exit {
+    let bytes = match std::fs::read(&a.blob) {
+        Ok(b) => b,
+        Err(e) => return usage_error(format!("cannot read {}: {e}", a.blob.display())),
+    };
+    let b = match blob::decode(&bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{}: error: {e}", a.blob.display());
+            return Exit::Policy;
+        }
+    };
+    match a.format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "format_version": b.format_version,
+                "digest": b.digest,
+                "size": bytes.len(),
+                "meta": b.meta,
+                "policy": b.policy,
+            });
+            println!("{doc}");
+        }
+        Format::Human => print!("{}", human(&a.blob, bytes.len(), &b)),
+    }
+    Exit::Ok
+}
+
+fn human(path: &std::path::Path, size: usize, b: &Blob) -> String {
+    let p: &Policy = &b.policy;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| {
+        out.push_str(&format!("{k:<18} {v}\n"));
+    };
+    line("blob:", format!("{} ({size} bytes)", path.display()));
+    line("format version:", b.format_version.to_string());
+    line("digest:", format!("sha256:{}", b.digest));
+    line("compiler:", b.meta.compiler.clone());
+    line("source sha256:", b.meta.source_sha256.clone());
+    line(
+        "source date:",
+        match b.meta.source_date_epoch {
+            Some(e) => format!("{e} ({})", utc(e)),
+            None => "not recorded (SOURCE_DATE_EPOCH was unset)".into(),
+        },
+    );
+    line("policy name:", p.name.clone().unwrap_or_else(|| "-".into()));
+    line("issuers:", p.issuers.len().to_string());
+    for i in &p.issuers {
+        line(
+            "",
+            format!(
+                "{}: {} (audiences {}; {}; {})",
+                i.name,
+                i.issuer,
+                i.audiences.join(", "),
+                i.algorithms
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                plural(i.keys.len(), "key")
+            ),
+        );
+    }
+    line("roles:", p.roles.len().to_string());
+    line("targets:", p.targets.len().to_string());
+    for t in &p.targets {
+        let rules = p.rules.iter().filter(|r| r.target == t.name).count();
+        line(
+            "",
+            format!(
+                "{}: {} ({}{})",
+                t.name,
+                t.protocol.as_str(),
+                plural(rules, "rule"),
+                if t.forward_token {
+                    ", forwards the token"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    let count = |e: Effect| p.rules.iter().filter(|r| r.effect == e).count();
+    line(
+        "rules:",
+        format!(
+            "{} ({} allow, {} deny, {} review)",
+            p.rules.len(),
+            count(Effect::Allow),
+            count(Effect::Deny),
+            count(Effect::Review)
+        ),
+    );
+    line(
+        "revoked:",
+        format!(
+            "{}, {}",
+            plural(p.revoked.subjects.len(), "subject"),
+            plural(p.revoked.token_ids.len(), "token id")
+        ),
+    );
+    out
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (proleptic Gregorian).
+fn utc(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Howard Hinnant's civil_from_days.
+    let z = i128::from(days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if mo <= 2 { y + 1 } else { y };
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(super::utc(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
