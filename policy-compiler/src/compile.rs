@@ -174,8 +174,18 @@ impl Compiled {
 /// JWKS paths are resolved against (the policy file's directory).
 pub fn compile(source: &[u8], base_dir: &Path, files: &dyn FileSource) -> Compiled {
     let mut diags = Diagnostics::new();
-    let root =
-        yaml::decode_utf8(source, &mut diags).and_then(|text| yaml::parse(&text, &mut diags));
+    let root = if source.len() > yaml::MAX_SOURCE_BYTES {
+        diags.error(
+            Span::new(1, 1),
+            format!(
+                "policy source is over the {}-byte limit",
+                yaml::MAX_SOURCE_BYTES
+            ),
+        );
+        None
+    } else {
+        yaml::decode_utf8(source, &mut diags).and_then(|text| yaml::parse(&text, &mut diags))
+    };
     let mut jwks = Vec::new();
     let mut policy = None;
     if let Some(root) = root {
@@ -233,6 +243,7 @@ impl Lower<'_, '_> {
             return p;
         };
         match f.get("version") {
+            None if f.misspelled("version") => {}
             None => self.ck.error(
                 f.span,
                 "the policy is missing the required key `version` (write `version: 1` first)",
@@ -367,10 +378,10 @@ impl Lower<'_, '_> {
         let Some(e) = entries.iter().find(|e| e.key == "name") else {
             return;
         };
-        let Some(Value::Scalar(s)) = Some(&e.value.value) else {
+        let Value::Scalar(s) = &e.value.value else {
             return;
         };
-        if s.text.is_empty() || e.value.is_null() {
+        if e.value.is_null() {
             return;
         }
         if let Some(first) = self.issuers.get(&s.text) {

@@ -92,9 +92,7 @@ impl Checker<'_> {
                 e.key_span,
                 format!("unknown key `{}` in {what}{hint}", e.key),
             );
-            // `closest` returns a `&str` borrowed from `known`, which is 'static.
-            let near_static = near.and_then(|n| known.iter().copied().find(|k| *k == n));
-            unknown.push((e.key.as_str(), near_static));
+            unknown.push((e.key.as_str(), near));
         }
         Some(Fields {
             span: node.span,
@@ -206,7 +204,8 @@ impl Checker<'_> {
     /// A number (integer or float).
     pub fn number(&mut self, node: &Node, what: &str) -> Option<f64> {
         match node.as_scalar().map(|s| s.resolve()) {
-            #[allow(clippy::cast_precision_loss)]
+            // Beyond 2^53 an integer bound loses precision; such bounds
+            // are not meaningful for JSON numbers anyway.
             Some(Resolved::Int(i)) => Some(i as f64),
             Some(Resolved::Float(f)) if f.is_finite() => Some(f),
             _ => {

@@ -36,6 +36,8 @@ pub(crate) struct Http {
     response: ResponseMode,
     /// The caller's request needs its body before a decision.
     awaiting_body: bool,
+    /// An MCP GET: filter list-shaped responses on its event stream.
+    filter_get_stream: bool,
 }
 
 impl Http {
@@ -47,6 +49,7 @@ impl Http {
             lists: Vec::new(),
             response: ResponseMode::Pass,
             awaiting_body: false,
+            filter_get_stream: false,
         }
     }
 
@@ -142,9 +145,15 @@ impl Http {
                 }
             }
             Protocol::Mcp => {
+                if method == "GET" {
+                    // The server-to-client SSE stream (and its replay with
+                    // Last-Event-ID) can carry list responses: filter it.
+                    self.filter_get_stream = true;
+                    self.set_http_request_header("accept-encoding", None);
+                    return Action::Continue;
+                }
                 if method != "POST" {
-                    // GET opens the server-to-client SSE stream, DELETE ends a
-                    // session: both pass for authenticated callers.
+                    // DELETE ends a session: passes for authenticated callers.
                     return Action::Continue;
                 }
                 if end_of_stream {
@@ -253,7 +262,7 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        if self.lists.is_empty() {
+        if self.lists.is_empty() && !self.filter_get_stream {
             return Action::Continue;
         }
         let status = self.get_http_response_header(":status").unwrap_or_default();
@@ -334,7 +343,7 @@ impl Http {
                             "pinhole: refusing an SSE list response request={}: {e}",
                             self.id
                         );
-                        let out = mcp::sse_error_event(&self.lists, &e.to_string());
+                        let out = filter.error_event(&e.to_string());
                         self.set_http_response_body(0, body_size, &out);
                         (ResponseMode::Swallow, Action::Continue)
                     }

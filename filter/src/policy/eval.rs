@@ -83,11 +83,20 @@ pub fn evaluate_traced(
     trace: &mut dyn FnMut(RuleTrace),
 ) -> Decision {
     let mut first: [Option<(&Rule, String)>; 3] = [None, None, None];
+    // The first allow rule that fitted the caller and the item but failed an
+    // argument constraint: named in the default deny so the caller learns
+    // which rule and which argument stopped it.
+    let mut near_miss: Option<(&Rule, String)> = None;
     for rule in policy.rules.iter().filter(|r| r.target == target) {
         let outcome = rule_matches(rule, roles, req);
         let (matched, why) = match outcome {
             Ok(why) => (true, why),
-            Err(why) => (false, why),
+            Err(Miss { why, near }) => {
+                if near && rule.effect == Effect::Allow && near_miss.is_none() {
+                    near_miss = Some((rule, why.clone()));
+                }
+                (false, why)
+            }
         };
         trace(RuleTrace {
             rule: rule.id.clone(),
@@ -137,6 +146,16 @@ pub fn evaluate_traced(
         };
     }
     // 4. Default deny.
+    if let Some((rule, why)) = near_miss {
+        return Decision {
+            effect: Effect::Deny,
+            rule: Some(rule.id.clone()),
+            reason: with_author_reason(
+                format!("{} is only allowed when {why}", req.describe()),
+                rule,
+            ),
+        };
+    }
     Decision {
         effect: Effect::Deny,
         rule: None,
@@ -158,19 +177,40 @@ fn role_applies(rule: &Rule, roles: &[String]) -> bool {
     rule.roles.is_empty() || rule.roles.iter().any(|r| roles.contains(r))
 }
 
+/// Why a rule did not match; `near` when only an argument constraint failed.
+struct Miss {
+    why: String,
+    near: bool,
+}
+
+impl From<String> for Miss {
+    fn from(why: String) -> Miss {
+        Miss { why, near: false }
+    }
+}
+
+impl From<&str> for Miss {
+    fn from(why: &str) -> Miss {
+        Miss {
+            why: why.to_string(),
+            near: false,
+        }
+    }
+}
+
 /// `Ok(why it matched)` or `Err(why it did not)`.
-fn rule_matches(rule: &Rule, roles: &[String], req: &Request) -> Result<String, String> {
+fn rule_matches(rule: &Rule, roles: &[String], req: &Request) -> Result<String, Miss> {
     if !role_applies(rule, roles) {
-        return Err(format!("caller holds none of the roles {:?}", rule.roles));
+        return Err(format!("caller holds none of the roles {:?}", rule.roles).into());
     }
     match (&rule.matcher, req) {
         (Matcher::Any, _) => Ok("rule covers every request on the target".into()),
         (Matcher::Mcp(m), Request::ToolCall { name, arguments }) => {
             if !glob::any_matches(&m.tools, name) {
-                return Err(format!("tool `{name}` is not in {:?}", m.tools));
+                return Err(format!("tool `{name}` is not in {:?}", m.tools).into());
             }
             for c in &m.arguments {
-                check_argument(c, arguments)?;
+                check_argument(c, arguments).map_err(|why| Miss { why, near: true })?;
             }
             if m.arguments.is_empty() {
                 Ok(format!("tool `{name}` matches {:?}", m.tools))
@@ -185,29 +225,29 @@ fn rule_matches(rule: &Rule, roles: &[String], req: &Request) -> Result<String, 
             if glob::any_matches(&m.resources, uri) {
                 Ok(format!("resource `{uri}` matches {:?}", m.resources))
             } else {
-                Err(format!("resource `{uri}` is not in {:?}", m.resources))
+                Err(format!("resource `{uri}` is not in {:?}", m.resources).into())
             }
         }
         (Matcher::Mcp(m), Request::Prompt { name }) => {
             if glob::any_matches(&m.prompts, name) {
                 Ok(format!("prompt `{name}` matches {:?}", m.prompts))
             } else {
-                Err(format!("prompt `{name}` is not in {:?}", m.prompts))
+                Err(format!("prompt `{name}` is not in {:?}", m.prompts).into())
             }
         }
         (Matcher::Mcp(m), Request::McpMethod { method }) => {
             if glob::any_matches(&m.methods, method) {
                 Ok(format!("method `{method}` matches {:?}", m.methods))
             } else {
-                Err(format!("method `{method}` is not in {:?}", m.methods))
+                Err(format!("method `{method}` is not in {:?}", m.methods).into())
             }
         }
         (Matcher::Http(h), Request::Http { method, path }) => {
             if !h.methods.is_empty() && !h.methods.iter().any(|m| m.eq_ignore_ascii_case(method)) {
-                return Err(format!("method {method} is not in {:?}", h.methods));
+                return Err(format!("method {method} is not in {:?}", h.methods).into());
             }
             if !h.paths.is_empty() && !glob::any_matches(&h.paths, path) {
-                return Err(format!("path `{path}` is not in {:?}", h.paths));
+                return Err(format!("path `{path}` is not in {:?}", h.paths).into());
             }
             Ok(format!("{method} {path} matches the rule"))
         }
@@ -448,7 +488,8 @@ mod tests {
         let p = policy();
         assert!(call(&p, &["dev"], "deploy", json!({"environment": "staging"})).allowed());
         let d = call(&p, &["dev"], "deploy", json!({"environment": "production"}));
-        assert_eq!(d.effect, Effect::Deny);
+        assert_eq!((d.effect, d.rule.as_deref()), (Effect::Deny, Some("staging")));
+        assert!(d.reason.contains("argument `environment`"), "{}", d.reason);
         assert!(call(&p, &["dev"], "deploy", json!({})).effect == Effect::Deny);
         assert!(
             call(&p, &["dev"], "deploy", json!({"environment": ["staging"]})).effect
@@ -481,7 +522,8 @@ mod tests {
         let staging = seen.iter().find(|t| t.rule == "staging").unwrap();
         assert!(!staging.matched);
         assert!(staging.why.contains("environment"), "{}", staging.why);
-        assert!(d.reason.contains("no rule allows"));
+        assert_eq!(d.rule.as_deref(), Some("staging"));
+        assert!(d.reason.contains("must be one of"), "{}", d.reason);
     }
 
     #[test]

@@ -31,7 +31,18 @@ impl From<Exit> for std::process::ExitCode {
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success (policy valid, blob written, blob sound)
-  1  the policy has errors (or, with --deny-warnings, warnings); the blob is corrupt
+  1  the policy has errors (or warnings, with --deny-warnings); inspect: the blob is corrupt
+  2  usage error: bad arguments, unreadable input, unwritable output, invalid SOURCE_DATE_EPOCH";
+
+const ROOT_AFTER_HELP: &str = "\
+Examples:
+  pinhole check policy.yaml
+  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) pinhole compile policy.yaml -o policy.blob
+  pinhole inspect policy.blob
+
+Exit codes:
+  0  success (policy valid, blob written, blob sound)
+  1  the policy has errors (or warnings, with --deny-warnings); inspect: the blob is corrupt
   2  usage error: bad arguments, unreadable input, unwritable output, invalid SOURCE_DATE_EPOCH";
 
 #[derive(Debug, Parser)]
@@ -44,7 +55,7 @@ Exit codes:
         every problem at once as FILE:LINE:COL diagnostics; `pinhole compile` turns a valid \
         policy into the deterministic, integrity-checked blob the Envoy filter loads; \
         `pinhole inspect` shows what a blob contains.",
-    after_help = EXIT_CODES,
+    after_help = ROOT_AFTER_HELP,
     propagate_version = true
 )]
 pub struct Cli {
