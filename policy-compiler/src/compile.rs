@@ -6,7 +6,7 @@
 //! role whose body is wrong is still a known role), and a policy is produced
 //! only when there is no error.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -63,7 +63,7 @@ const ISSUER_KEYS: &[&str] = &[
     "leeway",
 ];
 const REVOKED_KEYS: &[&str] = &["subjects", "token_ids"];
-const ROLE_KEYS: &[&str] = &["issuer", "subjects", "subject", "groups", "claims"];
+const ROLE_KEYS: &[&str] = &["issuer", "subjects", "subject", "groups", "claims", "admin"];
 const TARGET_KEYS: &[&str] = &["protocol", "forward_token"];
 const TARGET_FUTURE: Future<'static> = &[
     (
@@ -158,6 +158,9 @@ pub struct Compiled {
     pub diagnostics: Vec<Diagnostic>,
     /// The JWKS files read, in issuer order (one per issuer that compiled).
     pub jwks: Vec<JwksInput>,
+    /// Roles marked `admin: true`. The flag only silences the broad-grant
+    /// lint; it is not part of the compiled policy (nor of the blob).
+    pub admin_roles: BTreeSet<String>,
 }
 
 impl Compiled {
@@ -188,6 +191,7 @@ pub fn compile(source: &[u8], base_dir: &Path, files: &dyn FileSource) -> Compil
     };
     let mut jwks = Vec::new();
     let mut policy = None;
+    let mut admin_roles = BTreeSet::new();
     if let Some(root) = root {
         let mut lower = Lower {
             ck: Checker { diags: &mut diags },
@@ -200,14 +204,19 @@ pub fn compile(source: &[u8], base_dir: &Path, files: &dyn FileSource) -> Compil
             targets: Vec::new(),
             used_roles: HashSet::new(),
             used_targets: HashSet::new(),
+            admin_roles: BTreeSet::new(),
         };
         let p = lower.policy(&root);
         jwks = std::mem::take(&mut lower.jwks);
+        admin_roles = std::mem::take(&mut lower.admin_roles);
         if !diags.has_errors() {
             // The filter's own structural checks, as a safety net: the
             // compiler should have reported all of these with positions.
             match blob::validate(&p) {
-                Ok(()) => policy = Some(p),
+                Ok(()) => {
+                    crate::lint::lint(&root, &p, &admin_roles, &mut diags);
+                    policy = Some(p);
+                }
                 Err(e) => diags.error(Span::new(1, 1), format!("internal error: {e}")),
             }
         }
@@ -216,6 +225,7 @@ pub fn compile(source: &[u8], base_dir: &Path, files: &dyn FileSource) -> Compil
         policy,
         diagnostics: diags.into_sorted(),
         jwks,
+        admin_roles,
     }
 }
 
@@ -234,6 +244,8 @@ struct Lower<'c, 'd> {
     targets: Vec<(String, Option<Protocol>, Span)>,
     used_roles: HashSet<String>,
     used_targets: HashSet<String>,
+    /// Roles marked `admin: true`.
+    admin_roles: BTreeSet<String>,
 }
 
 impl Lower<'_, '_> {
@@ -766,6 +778,15 @@ impl Lower<'_, '_> {
         if let Some(n) = f.node("claims") {
             match self.claims(n) {
                 Some(c) => claims = c,
+                None => ok = false,
+            }
+        }
+        if let Some(n) = f.node("admin") {
+            match self.ck.bool(n, "`admin`") {
+                Some(true) => {
+                    self.admin_roles.insert(name.to_owned());
+                }
+                Some(false) => {}
                 None => ok = false,
             }
         }
@@ -1355,66 +1376,11 @@ impl Lower<'_, '_> {
     }
 
     fn json_list(&mut self, items: &[Node]) -> Option<Vec<serde_json::Value>> {
-        let mut out = Vec::with_capacity(items.len());
-        let mut ok = true;
-        for i in items {
-            match self.json(i) {
-                Some(v) => out.push(v),
-                None => ok = false,
-            }
-        }
-        ok.then_some(out)
+        self.ck.json_list(items)
     }
 
-    /// A YAML value as JSON (objects with sorted keys, whatever serde_json's
-    /// map type, so the blob is canonical).
     fn json(&mut self, node: &Node) -> Option<serde_json::Value> {
-        use serde_json::Value as J;
-        match &node.value {
-            Value::Scalar(s) => match s.resolve() {
-                Resolved::Null => Some(J::Null),
-                Resolved::Bool(b) => Some(J::Bool(b)),
-                Resolved::Int(i) => {
-                    let n = if let Ok(v) = i64::try_from(i) {
-                        Some(serde_json::Number::from(v))
-                    } else {
-                        u64::try_from(i).ok().map(serde_json::Number::from)
-                    };
-                    if n.is_none() {
-                        self.ck.error(
-                            node.span,
-                            format!("integer {} is out of range (64 bits)", s.text),
-                        );
-                    }
-                    n.map(J::Number)
-                }
-                Resolved::Float(f) => {
-                    let n = serde_json::Number::from_f64(f);
-                    if n.is_none() {
-                        self.ck.error(
-                            node.span,
-                            format!("`{}` is not a finite number; JSON cannot carry it", s.text),
-                        );
-                    }
-                    n.map(J::Number)
-                }
-                Resolved::Str => Some(J::String(s.text.clone())),
-            },
-            Value::Seq(items) => self.json_list(items).map(J::Array),
-            Value::Map(entries) => {
-                let mut sorted = BTreeMap::new();
-                let mut ok = true;
-                for e in entries {
-                    match self.json(&e.value) {
-                        Some(v) => {
-                            sorted.insert(e.key.clone(), v);
-                        }
-                        None => ok = false,
-                    }
-                }
-                ok.then(|| J::Object(sorted.into_iter().collect()))
-            }
-        }
+        self.ck.json(node)
     }
 
     fn http(&mut self, node: &Node) -> Option<HttpMatch> {

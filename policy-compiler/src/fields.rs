@@ -4,6 +4,8 @@
 
 use crate::diag::{Diagnostics, Span};
 use crate::suggest;
+use std::collections::BTreeMap;
+
 use crate::yaml::{Entry, Node, Resolved, Value};
 
 /// A string value with the position it was written at.
@@ -248,6 +250,69 @@ impl Checker<'_> {
             Err(e) => {
                 self.error(node.span, format!("{e} (in {what})"));
                 None
+            }
+        }
+    }
+
+    pub fn json_list(&mut self, items: &[Node]) -> Option<Vec<serde_json::Value>> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for i in items {
+            match self.json(i) {
+                Some(v) => out.push(v),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// A YAML value as JSON (objects with sorted keys, whatever serde_json's
+    /// map type, so the blob is canonical).
+    pub fn json(&mut self, node: &Node) -> Option<serde_json::Value> {
+        use serde_json::Value as J;
+        match &node.value {
+            Value::Scalar(s) => match s.resolve() {
+                Resolved::Null => Some(J::Null),
+                Resolved::Bool(b) => Some(J::Bool(b)),
+                Resolved::Int(i) => {
+                    let n = if let Ok(v) = i64::try_from(i) {
+                        Some(serde_json::Number::from(v))
+                    } else {
+                        u64::try_from(i).ok().map(serde_json::Number::from)
+                    };
+                    if n.is_none() {
+                        self.error(
+                            node.span,
+                            format!("integer {} is out of range (64 bits)", s.text),
+                        );
+                    }
+                    n.map(J::Number)
+                }
+                Resolved::Float(f) => {
+                    let n = serde_json::Number::from_f64(f);
+                    if n.is_none() {
+                        self.error(
+                            node.span,
+                            format!("`{}` is not a finite number; JSON cannot carry it", s.text),
+                        );
+                    }
+                    n.map(J::Number)
+                }
+                Resolved::Str => Some(J::String(s.text.clone())),
+            },
+            Value::Seq(items) => self.json_list(items).map(J::Array),
+            Value::Map(entries) => {
+                let mut sorted = BTreeMap::new();
+                let mut ok = true;
+                for e in entries {
+                    match self.json(&e.value) {
+                        Some(v) => {
+                            sorted.insert(e.key.clone(), v);
+                        }
+                        None => ok = false,
+                    }
+                }
+                ok.then(|| J::Object(sorted.into_iter().collect()))
             }
         }
     }

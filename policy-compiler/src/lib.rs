@@ -6,10 +6,17 @@
 //! - [`yaml`] builds a positioned node tree (duplicate keys, limits);
 //! - [`fields`] gives typed access with diagnostics;
 //! - [`compile`] lowers the tree to the model, checking names and references;
-//! - [`diag`] renders `FILE:LINE:COL: error: message`.
+//! - [`diag`] renders `FILE:LINE:COL: error: message`;
+//! - [`lint`] warns about rules that can never fire, roles no identity can
+//!   hold and broad grants (with [`analysis`]: glob and constraint
+//!   implication, sound but incomplete);
+//! - [`scenario`] decides one identity's request with the filter's own
+//!   identity, MCP and evaluator code; [`suite`] parses and runs policy test
+//!   files on it, [`junit`] reports them, [`explain`] renders one run;
+//! - [`diff`] states the access change between two compiled policies.
 //!
-//! Later subcommands (`test`, `explain`, `diff`, lints) start from
-//! [`load`]: it returns the policy together with every diagnostic.
+//! Every subcommand starts from [`load`]: it returns the policy together
+//! with every diagnostic.
 
 #![cfg_attr(
     test,
@@ -21,12 +28,19 @@
     )
 )]
 
+pub mod analysis;
 pub mod argpath;
 pub mod compile;
 pub mod diag;
+pub mod diff;
 pub mod duration;
+pub mod explain;
 pub mod fields;
+pub mod junit;
+pub mod lint;
+pub mod scenario;
 pub mod suggest;
+pub mod suite;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};

@@ -42,7 +42,6 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use super::jwks::{key_algs, prepare, PreparedKey};
-use super::roles::claim_at;
 use super::VerifiedToken;
 use crate::policy::{Alg, Policy};
 
@@ -510,18 +509,7 @@ fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<()
 /// Groups from the issuer's groups claim: a string, or the strings of an
 /// array (other elements ignored). Missing or another type → no groups.
 fn read_groups(claims: &Map<String, Value>, path: &str) -> Vec<String> {
-    if path.is_empty() {
-        return Vec::new();
-    }
-    match claim_at(claims, path) {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        _ => Vec::new(),
-    }
+    super::roles::groups_from_claims(claims, path)
 }
 
 #[cfg(test)]

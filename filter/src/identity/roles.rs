@@ -56,6 +56,26 @@ fn scalar_matches(v: &Value, patterns: &[String]) -> bool {
     }
 }
 
+/// The groups a token holds according to its issuer's `groups_claim`
+/// (`path`, dotted): a string claim is one group, an array claim contributes
+/// its string elements, anything else (or an empty path) none. The verifier
+/// fills [`VerifiedToken::groups`] with exactly this; `pinhole test` and
+/// `pinhole explain` use it to build identities from claims.
+pub fn groups_from_claims(claims: &Map<String, Value>, path: &str) -> Vec<String> {
+    if path.is_empty() {
+        return Vec::new();
+    }
+    match claim_at(claims, path) {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The claim at a dotted `path`. A key that itself contains dots (such as
 /// the namespaced `https://example.com/groups`) is found first as a whole;
 /// otherwise the path is split at a dot and the left part must be an object
@@ -283,6 +303,23 @@ mod tests {
         assert_eq!(claim_at(c, "."), None);
         assert_eq!(claim_at(c, "a..b"), None);
         assert_eq!(claim_at(c, "a.b.c.d"), None);
+    }
+
+    #[test]
+    fn groups_from_claims_reads_strings_and_arrays() {
+        let c = json!({
+            "groups": ["a", 1, "b", null],
+            "one": "solo",
+            "realm_access": {"roles": ["x"]},
+            "num": 3,
+        });
+        let c = c.as_object().unwrap();
+        assert_eq!(groups_from_claims(c, "groups"), vec!["a", "b"]);
+        assert_eq!(groups_from_claims(c, "one"), vec!["solo"]);
+        assert_eq!(groups_from_claims(c, "realm_access.roles"), vec!["x"]);
+        assert!(groups_from_claims(c, "num").is_empty());
+        assert!(groups_from_claims(c, "missing").is_empty());
+        assert!(groups_from_claims(c, "").is_empty());
     }
 
     #[test]

@@ -488,7 +488,10 @@ mod tests {
         let p = policy();
         assert!(call(&p, &["dev"], "deploy", json!({"environment": "staging"})).allowed());
         let d = call(&p, &["dev"], "deploy", json!({"environment": "production"}));
-        assert_eq!((d.effect, d.rule.as_deref()), (Effect::Deny, Some("staging")));
+        assert_eq!(
+            (d.effect, d.rule.as_deref()),
+            (Effect::Deny, Some("staging"))
+        );
         assert!(d.reason.contains("argument `environment`"), "{}", d.reason);
         assert!(call(&p, &["dev"], "deploy", json!({})).effect == Effect::Deny);
         assert!(

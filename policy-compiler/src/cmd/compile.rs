@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use pinhole_filter::policy::blob;
 
-use super::{report, usage_error, Exit};
+use super::{diagnostics_json, report, usage_error, Exit, Format};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,6 +17,11 @@ pub struct Args {
     /// Treat warnings as errors (exit 1 and write nothing when there are any).
     #[arg(long)]
     pub deny_warnings: bool,
+    /// Output format. `json` prints {"file", "ok", "errors", "warnings", "diagnostics",
+    /// "output", "size", "digest"} on stdout (`output`, `size`, `digest` are null when
+    /// nothing was written).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
 }
 
 pub fn run(a: &Args) -> Exit {
@@ -35,7 +40,26 @@ pub fn run(a: &Args) -> Exit {
         Ok(l) => l,
         Err(e) => return usage_error(format!("cannot read {}: {e}", a.file.display())),
     };
-    if !report(&loaded, a.deny_warnings) {
+    let c = &loaded.compiled;
+    let json_doc = |ok: bool, written: Option<(usize, &str)>| {
+        serde_json::json!({
+            "file": a.file.display().to_string(),
+            "ok": ok,
+            "errors": c.error_count(),
+            "warnings": c.warning_count(),
+            "diagnostics": diagnostics_json(&c.diagnostics),
+            "output": written.map(|_| a.output.display().to_string()),
+            "size": written.map(|(s, _)| s),
+            "digest": written.map(|(_, d)| d.to_owned()),
+        })
+    };
+    let acceptable = c.error_count() == 0 && !(a.deny_warnings && c.warning_count() > 0);
+    if a.format == Format::Json {
+        if !acceptable {
+            println!("{}", json_doc(false, None));
+            return Exit::Policy;
+        }
+    } else if !report(&loaded, a.deny_warnings) {
         eprintln!("pinhole: no blob written");
         return Exit::Policy;
     }
@@ -58,10 +82,13 @@ pub fn run(a: &Args) -> Exit {
     if let Err(e) = policy_compiler::write_atomic(&a.output, &bytes) {
         return usage_error(format!("cannot write {}: {e}", a.output.display()));
     }
-    println!(
-        "wrote {} ({} bytes, digest {digest})",
-        a.output.display(),
-        bytes.len()
-    );
+    match a.format {
+        Format::Json => println!("{}", json_doc(true, Some((bytes.len(), &digest)))),
+        Format::Human => println!(
+            "wrote {} ({} bytes, digest {digest})",
+            a.output.display(),
+            bytes.len()
+        ),
+    }
     Exit::Ok
 }

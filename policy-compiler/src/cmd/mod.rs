@@ -5,17 +5,23 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod check;
 mod compile;
+mod diff;
+mod explain;
 mod inspect;
+mod test;
 
-/// Process exit codes. `Policy` (the input is wrong) is kept apart from
-/// `Usage` (the command could not do its job), so scripts can tell them
-/// apart.
+/// Process exit codes. `Policy` (the input is wrong, a test failed) is
+/// kept apart from `Usage` (the command could not do its job), so scripts
+/// can tell them apart. A deny is not an error: `explain` exits 0 whatever
+/// it decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
-    /// Success: the policy is valid / the blob was written / the blob is sound.
+    /// Success: the policy is valid / the blob was written / the blob is
+    /// sound / every test passed / the explanation or diff was printed.
     Ok = 0,
-    /// The policy has errors, or the blob is corrupt.
+    /// The policy (or a test file) has errors, a test failed, the blob is
+    /// corrupt, or (`diff --exit-code`) access may widen.
     Policy = 1,
     /// Bad arguments, an unreadable input file, an unwritable output, or an
     /// invalid `SOURCE_DATE_EPOCH`. (clap's own usage errors also exit 2.)
@@ -30,30 +36,42 @@ impl From<Exit> for std::process::ExitCode {
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (policy valid, blob written, blob sound)
-  1  the policy has errors (or warnings, with --deny-warnings); inspect: the blob is corrupt
+  0  success (policy valid, blob written, blob sound, all tests passed, explanation or diff printed)
+  1  the policy has errors (or warnings, with --deny-warnings); a test failed or a test file is
+     invalid; inspect: the blob is corrupt; diff --exit-code: access may widen
   2  usage error: bad arguments, unreadable input, unwritable output, invalid SOURCE_DATE_EPOCH";
 
 const ROOT_AFTER_HELP: &str = "\
 Examples:
   pinhole check policy.yaml
+  pinhole test policy.yaml policy.test.yaml --junit report.xml
+  pinhole explain policy.yaml --case policy.test.yaml:'deploy to production is refused'
+  pinhole explain policy.yaml --claims '{\"iss\":\"https://sso.acme.example\",\"sub\":\"alice\"}' \\
+      --target tools --tool deploy --arguments '{\"environment\":\"staging\"}'
+  pinhole diff old.yaml policy.yaml --exit-code
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) pinhole compile policy.yaml -o policy.blob
   pinhole inspect policy.blob
 
+Every command takes --format json (one JSON document on stdout). Diagnostics go to stderr as
+FILE:LINE:COL: severity: message.
+
 Exit codes:
-  0  success (policy valid, blob written, blob sound)
-  1  the policy has errors (or warnings, with --deny-warnings); inspect: the blob is corrupt
+  0  success (policy valid, blob written, blob sound, all tests passed, explanation or diff printed)
+  1  the policy has errors (or warnings, with --deny-warnings); a test failed or a test file is
+     invalid; inspect: the blob is corrupt; diff --exit-code: access may widen
   2  usage error: bad arguments, unreadable input, unwritable output, invalid SOURCE_DATE_EPOCH";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "pinhole",
     version,
-    about = "Check, compile and inspect Pinhole least-privilege policies",
-    long_about = "Check, compile and inspect Pinhole least-privilege policies.\n\n\
+    about = "Check, test, explain, diff, compile and inspect Pinhole least-privilege policies",
+    long_about = "Check, test, explain, diff, compile and inspect Pinhole least-privilege policies.\n\n\
         A policy is a YAML file (language reference: docs/policy.md). `pinhole check` reports \
-        every problem at once as FILE:LINE:COL diagnostics; `pinhole compile` turns a valid \
-        policy into the deterministic, integrity-checked blob the Envoy filter loads; \
+        every problem and lint at once as FILE:LINE:COL diagnostics; `pinhole test` runs policy \
+        test files with the filter's own evaluator; `pinhole explain` traces one request; \
+        `pinhole diff` states the access change between two policies; `pinhole compile` turns a \
+        valid policy into the deterministic, integrity-checked blob the Envoy filter loads; \
         `pinhole inspect` shows what a blob contains.",
     after_help = ROOT_AFTER_HELP,
     propagate_version = true
@@ -65,12 +83,34 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check a policy file and report every error and warning.
+    /// Check a policy file and report every error and warning (lints included).
     ///
     /// Diagnostics go to stderr as `FILE:LINE:COL: error: message`. On success a one-line
     /// summary goes to stdout.
     #[command(after_help = EXIT_CODES)]
     Check(check::Args),
+    /// Run policy test files: each case's identity, request and expected decision.
+    ///
+    /// Decisions come from the filter's own evaluator. Failures are printed with the case's
+    /// FILE:LINE:COL, expected and actual decision, rule and reason; the last line is
+    /// `N passed, M failed`.
+    #[command(after_help = EXIT_CODES)]
+    Test(test::Args),
+    /// Trace one request: identity, roles and why, every rule considered and why, decision.
+    ///
+    /// Give a case of a test file (`--case FILE:NAME`) or the request inline (`--claims`,
+    /// `--target` and one of `--tool`, `--resource`, `--prompt`, `--method`, `--http`).
+    /// Exits 0 whatever the decision.
+    #[command(after_help = EXIT_CODES)]
+    Explain(Box<explain::Args>),
+    /// State the access change between two policies (YAML files or compiled blobs).
+    ///
+    /// Per role and target: items gained or lost per effect, argument conditions loosened or
+    /// tightened; role definitions, rules, issuers and keys, revocations and targets changed.
+    /// Markdown (for pull-request comments) or JSON. Exits 0 unless --exit-code is given and
+    /// access may widen.
+    #[command(after_help = EXIT_CODES)]
+    Diff(diff::Args),
     /// Check a policy file, then write the compiled blob atomically.
     ///
     /// The blob is deterministic: the same policy and JWKS files always give byte-identical
@@ -97,6 +137,9 @@ pub enum Format {
 pub fn run(cli: Cli) -> Exit {
     match cli.command {
         Command::Check(a) => check::run(&a),
+        Command::Test(a) => test::run(&a),
+        Command::Explain(a) => explain::run(&a),
+        Command::Diff(a) => diff::run(&a),
         Command::Compile(a) => compile::run(&a),
         Command::Inspect(a) => inspect::run(&a),
     }
@@ -134,4 +177,66 @@ pub fn report(loaded: &policy_compiler::Loaded, deny_warnings: bool) -> bool {
         eprintln!("{}: {}{extra}", loaded.path.display(), parts.join(", "));
     }
     ok
+}
+
+/// Diagnostics as JSON: `[{"severity", "line", "col", "message"}]`.
+pub fn diagnostics_json(diags: &[policy_compiler::Diagnostic]) -> serde_json::Value {
+    serde_json::Value::Array(
+        diags
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "severity": d.severity,
+                    "line": d.span.line,
+                    "col": d.span.col,
+                    "message": d.message,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Load a policy that must compile (for `test`, `explain`, `diff`). On
+/// errors, prints them (stderr, or a JSON document with `format` json) and
+/// returns the exit code. Warnings are not printed: `check` reports them.
+pub fn load_policy(
+    path: &std::path::Path,
+    format: Format,
+) -> Result<(policy_compiler::Loaded, pinhole_filter::policy::Policy), Exit> {
+    let loaded = match policy_compiler::load(path) {
+        Ok(l) => l,
+        Err(e) => return Err(usage_error(format!("cannot read {}: {e}", path.display()))),
+    };
+    if let Some(p) = loaded.compiled.policy.clone() {
+        return Ok((loaded, p));
+    }
+    let errors: Vec<policy_compiler::Diagnostic> = loaded
+        .compiled
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .cloned()
+        .collect();
+    match format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "file": path.display().to_string(),
+                "ok": false,
+                "errors": errors.len(),
+                "diagnostics": diagnostics_json(&errors),
+            });
+            println!("{doc}");
+        }
+        Format::Human => {
+            let name = path.display().to_string();
+            for d in &errors {
+                eprintln!("{}", d.render(&name));
+            }
+            eprintln!(
+                "{name}: {}",
+                policy_compiler::diag::plural(errors.len(), "error")
+            );
+        }
+    }
+    Err(Exit::Policy)
 }

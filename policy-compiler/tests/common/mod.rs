@@ -135,3 +135,45 @@ rules:
   - { id: a, allow: { roles: [analyst], target: tools, mcp: { tools: [search] } } }
   - { id: b, allow: { roles: [deployer], target: api, http: { methods: [GET] } } }
 ";
+
+/// Run the built `pinhole` binary in `cwd`.
+pub fn pinhole(args: &[&str], cwd: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pinhole"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap()
+}
+
+pub fn code(o: &std::process::Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// A temp dir holding a copy of the mcp-tools example (policy, keys, tests).
+pub fn example_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo_root().join("examples/mcp-tools");
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    for f in ["policy.yaml", "policy.test.yaml"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    for k in ["corp-sso.jwks.json", "github.jwks.json"] {
+        std::fs::copy(src.join("keys").join(k), dir.path().join("keys").join(k)).unwrap();
+    }
+    dir
+}
+
+/// The compiled mcp-tools example policy.
+pub fn example_policy() -> pinhole_filter::policy::Policy {
+    let l = policy_compiler::load(&repo_root().join("examples/mcp-tools/policy.yaml")).unwrap();
+    l.compiled.policy.unwrap()
+}
