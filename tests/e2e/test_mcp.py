@@ -121,14 +121,17 @@ async def test_argument_constraint_denies_production_by_rule(stack, tokens) -> N
         with pytest.raises(MCPError) as exc:
             await client.call_tool("deploy", {"environment": "production", "version": "1.2.3"})
         assert_denied(exc.value, rule="no-production-deploys")
-        # An environment no allow rule names is refused by default.
+        # An environment no allow rule names: refused, naming the allow rule
+        # whose argument constraint it failed and the constraint.
         with pytest.raises(MCPError) as exc2:
             await client.call_tool("deploy", {"environment": "qa"})
-        assert_denied(exc2.value, rule=None)
+        assert_denied(exc2.value, rule="deploy-to-staging")
+        assert 'argument `environment` = "qa" must be one of ["staging"]' in exc2.value.message
         # A missing argument does not satisfy the constraint either.
         with pytest.raises(MCPError) as exc3:
             await client.call_tool("deploy", {})
-        assert_denied(exc3.value, rule=None)
+        assert_denied(exc3.value, rule="deploy-to-staging")
+        assert "argument `environment` is missing" in exc3.value.message
     assert executed(stack, mark) == []
 
 
@@ -140,7 +143,8 @@ async def test_numeric_bounds(stack, tokens) -> None:
         for replicas in (0, 11, 500):
             with pytest.raises(MCPError) as exc:
                 await client.call_tool("scale", {"replicas": replicas})
-            assert_denied(exc.value, rule=None)
+            assert_denied(exc.value, rule="deployers-scale-bounded")
+            assert f"argument `replicas` = {replicas} must be a number in [1, 10]" in exc.value.message
     assert executed(stack, mark) == [{"tool": "scale", "arguments": {"replicas": 10}}]
 
 

@@ -162,7 +162,13 @@ impl Http {
                 // List responses are filtered: ask for an uncompressed body.
                 self.set_http_request_header("accept-encoding", None);
                 self.awaiting_body = true;
-                Action::Pause
+                // Not Pause: proxy-wasm turns a paused headers callback into
+                // StopAllIteration, and the body callbacks would never run.
+                // The headers go on to the next filter; the `buffer` filter
+                // placed after pinhole (envoy/mcp.yaml) holds them until the
+                // body is complete, so a refused request never reaches the
+                // router.
+                Action::Continue
             }
             Protocol::Postgres => self.reply(engine::unavailable(&format!(
                 "target `{}` is a postgres target; attach this filter to a postgres listener as a network filter",
@@ -291,13 +297,20 @@ impl HttpContext for Http {
                 "the upstream answered a list request with content-type `{ctype}`"
             ))
         };
-        // The body will change size: Envoy re-frames it (chunked or with the
-        // content-length set again once the JSON body is rewritten).
+        // The body will change: Envoy re-frames it (chunked on HTTP/1.1).
+        // Headers cannot wait for the body in proxy-wasm (pausing here stops
+        // the body callbacks), so everything about them is settled now.
         self.set_http_response_header("content-length", None);
-        match self.response {
-            ResponseMode::Json | ResponseMode::Refuse(_) => Action::Pause,
-            _ => Action::Continue,
+        if let ResponseMode::Refuse(reason) = &self.response {
+            log::error!(
+                "pinhole: refusing a list response request={}: {reason}",
+                self.id
+            );
+            self.set_http_response_header(":status", Some("502"));
+            self.set_http_response_header("content-type", Some(mcp::REPLY_CONTENT_TYPE));
+            self.set_http_response_header("content-encoding", None);
         }
+        Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -357,52 +370,32 @@ impl Http {
                     .get_http_response_body(0, body_size)
                     .unwrap_or_default();
                 match mcp::filter_json_response(&body, &self.lists, visible) {
-                    Ok(Some(new_body)) => {
-                        self.set_http_response_body(0, body_size, &new_body);
-                        self.set_http_response_header(
-                            "content-length",
-                            Some(&new_body.len().to_string()),
-                        );
-                    }
-                    Ok(None) => {
-                        self.set_http_response_header(
-                            "content-length",
-                            Some(&body.len().to_string()),
-                        );
-                    }
+                    Ok(Some(new_body)) => self.set_http_response_body(0, body_size, &new_body),
+                    Ok(None) => {}
                     Err(e) => {
+                        // The status line is gone already: the body becomes
+                        // JSON-RPC errors for the pending list requests.
                         log::error!(
                             "pinhole: refusing a JSON list response request={}: {e}",
                             self.id
                         );
-                        self.refuse_response(body_size, &e.to_string());
+                        let out = mcp::refused_json_response(&self.lists, &e.to_string());
+                        self.set_http_response_body(0, body_size, &out);
                     }
                 }
                 (ResponseMode::Pass, Action::Continue)
             }
             ResponseMode::Refuse(reason) => {
-                if !end_of_stream {
-                    // Hold everything; answer once at the end.
-                    return (ResponseMode::Refuse(reason), Action::Pause);
-                }
-                log::error!(
-                    "pinhole: refusing a list response request={}: {reason}",
-                    self.id
-                );
-                self.refuse_response(body_size, &reason);
-                (ResponseMode::Pass, Action::Continue)
+                // Nothing of the upstream body goes through; the error body
+                // goes out with the last chunk.
+                let out = if end_of_stream {
+                    mcp::refused_json_response(&self.lists, &reason)
+                } else {
+                    Vec::new()
+                };
+                self.set_http_response_body(0, body_size, &out);
+                (ResponseMode::Refuse(reason), Action::Continue)
             }
         }
-    }
-
-    /// Replace the (held) response with a 502 carrying JSON-RPC errors for
-    /// the pending list requests.
-    fn refuse_response(&self, body_size: usize, reason: &str) {
-        let body = mcp::refused_json_response(&self.lists, reason);
-        self.set_http_response_header(":status", Some("502"));
-        self.set_http_response_header("content-type", Some("application/json"));
-        self.set_http_response_header("content-encoding", None);
-        self.set_http_response_header("content-length", Some(&body.len().to_string()));
-        self.set_http_response_body(0, body_size, &body);
     }
 }

@@ -150,10 +150,7 @@ pub fn evaluate_traced(
         return Decision {
             effect: Effect::Deny,
             rule: Some(rule.id.clone()),
-            reason: with_author_reason(
-                format!("{} is only allowed when {why}", req.describe()),
-                rule,
-            ),
+            reason: with_author_reason(format!("{} is not allowed: {why}", req.describe()), rule),
         };
     }
     Decision {
