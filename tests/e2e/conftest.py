@@ -16,6 +16,8 @@ stopped by PID at the end of the session (and dies with the test process).
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -245,6 +247,18 @@ def tokens(keys: KeySet) -> Tokens:
 
 
 _WORLD: list[World] = []
+
+# A broken filter can stall every request until its timeout; bound the whole
+# run so CI reports the failures instead of sitting out 90 minutes.
+DEADLINE_SECS = float(os.environ.get("PINHOLE_E2E_DEADLINE", "900"))
+_START = time.monotonic()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    elapsed = time.monotonic() - _START
+    if elapsed > DEADLINE_SECS:
+        pytest.exit(f"end-to-end run exceeded {DEADLINE_SECS:.0f}s (PINHOLE_E2E_DEADLINE); "
+                    f"stopping before {item.nodeid}", returncode=1)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

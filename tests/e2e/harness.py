@@ -35,6 +35,9 @@ ROOT = HERE.parents[1]
 # the headers every Streamable HTTP POST carries.
 MCP_ACCEPT = "application/json, text/event-stream"
 
+# Seconds any single request through Envoy may take before the test fails.
+REQUEST_TIMEOUT = 15.0
+
 # JSON-RPC error codes of the filter contract.
 DENIED = -32001
 REVIEW_REQUIRED = -32002
@@ -380,9 +383,11 @@ async def mcp_session(url: str, token: str | None, *, mode: str = "legacy",
     # ExceptionGroups from the SDK's task groups; keep it aside while the
     # client shuts down and re-raise it as itself.
     failure: BaseException | None = None
-    async with httpx2.AsyncClient(headers=hdrs, timeout=httpx2.Timeout(30, read=60)) as http:
+    # Short timeouts: every answer here comes from loopback in milliseconds;
+    # a filter that stalls a stream should fail the test, not hang the run.
+    async with httpx2.AsyncClient(headers=hdrs, timeout=httpx2.Timeout(REQUEST_TIMEOUT)) as http:
         async with Client(streamable_http_client(url, http_client=http), mode=mode,
-                          read_timeout_seconds=30) as client:
+                          read_timeout_seconds=REQUEST_TIMEOUT) as client:
             try:
                 yield client
             except BaseException as e:  # noqa: BLE001 - re-raised below
@@ -420,7 +425,7 @@ class RawMcp:
         self.token = token
         self.marker = marker or uuid.uuid4().hex
         self.session_id: str | None = None
-        self.http = httpx.Client(timeout=30)
+        self.http = httpx.Client(timeout=REQUEST_TIMEOUT)
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         h = {"accept": MCP_ACCEPT, "content-type": "application/json", "x-e2e-marker": self.marker}

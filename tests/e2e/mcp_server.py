@@ -10,6 +10,12 @@ port and binding it). Responses are `application/json` by default
 (`json_response=True`); --sse makes them `text/event-stream`. Sessions
 (`Mcp-Session-Id`, the realistic deployment) unless --stateless.
 
+Tools: deploy, k8s_get_pods, k8s_get_secrets, delete_everything, scale,
+search_orders, summarize_ticket, run_migration, whoami (the tools of the
+tests' policy and of examples/mcp-tools/policy.yaml). Resources:
+docs://public/readme, docs://secret/keys. Prompts: summarize, triage,
+admin_prompt.
+
 Server-side evidence for the tests:
 - every tool execution appends `{"tool": ..., "arguments": {...}}` as a JSON
   line to the file named by env PINHOLE_EXEC_LOG (a denied call must never
@@ -57,10 +63,10 @@ def build_server(name: str = "pinhole-e2e") -> MCPServer:
     mcp = MCPServer(name, instructions="Pinhole end-to-end test server. Every tool is harmless.")
 
     @mcp.tool()
-    def deploy(environment: str, version: str = "latest") -> str:
+    def deploy(environment: str, version: str = "latest", replicas: int = 1) -> str:
         """Deploy a version of the application to an environment."""
-        _executed("deploy", environment=environment, version=version)
-        return f"deployed {version} to {environment}"
+        _executed("deploy", environment=environment, version=version, replicas=replicas)
+        return f"deployed {version} to {environment} with {replicas} replicas"
 
     @mcp.tool()
     def k8s_get_pods(namespace: str = "default") -> list[str]:
@@ -85,6 +91,24 @@ def build_server(name: str = "pinhole-e2e") -> MCPServer:
         """Scale the application to a number of replicas."""
         _executed("scale", replicas=replicas)
         return f"scaled to {replicas}"
+
+    @mcp.tool()
+    def search_orders(query: str, limit: int = 10) -> list[str]:
+        """Search customer orders."""
+        _executed("search_orders", query=query, limit=limit)
+        return [f"order-1042 ({query})", f"order-1043 ({query})"][:limit]
+
+    @mcp.tool()
+    def summarize_ticket(ticket_id: str) -> str:
+        """Summarize a support ticket."""
+        _executed("summarize_ticket", ticket_id=ticket_id)
+        return f"ticket {ticket_id}: customer cannot log in since the last release"
+
+    @mcp.tool()
+    def run_migration(name: str) -> str:
+        """Run a database schema migration."""
+        _executed("run_migration", name=name)
+        return f"migration {name} applied"
 
     @mcp.tool()
     def whoami(ctx: Context) -> dict[str, str]:
@@ -112,6 +136,12 @@ def build_server(name: str = "pinhole-e2e") -> MCPServer:
         return f"Please summarize {text} in three sentences."
 
     @mcp.prompt()
+    def triage(incident: str = "the current incident") -> str:
+        """Triage an incident."""
+        _executed("prompt:triage", incident=incident)
+        return f"Triage {incident}: impact, scope, next step."
+
+    @mcp.prompt()
     def admin_prompt() -> str:
         """An administrator's prompt."""
         _executed("prompt:admin_prompt")
@@ -132,7 +162,7 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         body = b""
-        replay = receive
+        downstream = receive
         if scope["method"] in ("POST", "PUT", "PATCH"):
             chunks: list[bytes] = []
             while True:
@@ -143,14 +173,7 @@ class RequestLog:
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
-            sent = False
-
-            async def replay() -> dict:  # noqa: F811 - deliberate rebinding
-                nonlocal sent
-                if not sent:
-                    sent = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
+            downstream = _replay(body, receive)
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         _append(
@@ -162,7 +185,22 @@ class RequestLog:
                 "body": body.decode("utf-8", "replace"),
             },
         )
-        await self.app(scope, replay, send)
+        await self.app(scope, downstream, send)
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """An ASGI `receive` that yields the already-read body once, then defers
+    to the real one (for the disconnect event)."""
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def make_app(*, sse: bool, stateless: bool) -> Any:

@@ -59,7 +59,7 @@ def post_initialize(stack, authorization: str | None, marker: str) -> httpx.Resp
     headers = {"accept": harness.MCP_ACCEPT, "content-type": "application/json", "x-e2e-marker": marker}
     if authorization is not None:
         headers["authorization"] = authorization
-    return httpx.post(stack.url, content=json.dumps(harness.initialize_msg()), headers=headers, timeout=30)
+    return httpx.post(stack.url, content=json.dumps(harness.initialize_msg()), headers=headers, timeout=harness.REQUEST_TIMEOUT)
 
 
 @pytest.mark.parametrize("kind", list(BAD_TOKENS), ids=list(BAD_TOKENS))
@@ -112,7 +112,7 @@ def test_get_and_delete_need_a_token_too(json_stack, tokens) -> None:
     for method in ("GET", "DELETE"):
         mark = json_stack.request_log.mark()
         r = httpx.request(method, json_stack.url, headers={"accept": "text/event-stream",
-                                                           "x-e2e-marker": f"nohdr-{method}"}, timeout=10)
+                                                           "x-e2e-marker": f"nohdr-{method}"}, timeout=harness.REQUEST_TIMEOUT)
         assert r.status_code == 401, (method, r.status_code)
         assert harness.reached(json_stack.request_log, mark, f"nohdr-{method}") == []
 

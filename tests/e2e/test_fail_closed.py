@@ -31,10 +31,10 @@ def test_corrupt_policy_fails_closed(corrupt_stack, tokens, kind: str) -> None:
             h["authorization"] = f"Bearer {token}"
         for body in (harness.initialize_msg(),
                      harness.jsonrpc("tools/call", {"name": "k8s_get_pods", "arguments": {}})):
-            r = httpx.post(stack.url, content=json.dumps(body), headers=h, timeout=30)
+            r = httpx.post(stack.url, content=json.dumps(body), headers=h, timeout=harness.REQUEST_TIMEOUT)
             assert r.status_code == 503, (kind, r.status_code, r.text)
             assert r.json()["error"] == "policy_unavailable"
-        g = httpx.get(stack.url, headers=h, timeout=30)
+        g = httpx.get(stack.url, headers=h, timeout=harness.REQUEST_TIMEOUT)
         assert g.status_code == 503, (kind, "GET", g.status_code)
 
     assert harness.reached(stack.request_log, mark, marker) == [], "a request passed a filter without a policy"

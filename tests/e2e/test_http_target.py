@@ -9,13 +9,15 @@ import uuid
 import httpx
 import pytest
 
+import harness
+
 
 def call(stack, method: str, path: str, token: str | None) -> tuple[httpx.Response, str]:
     marker = uuid.uuid4().hex
     headers = {"x-e2e-marker": marker, "x-pinhole-roles": "deployer"}  # the spoofed header must not count
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
-    return httpx.request(method, stack.base_url + path, headers=headers, timeout=30), marker
+    return httpx.request(method, stack.base_url + path, headers=headers, timeout=harness.REQUEST_TIMEOUT), marker
 
 
 def arrived(echo, marker: str) -> list[dict]:

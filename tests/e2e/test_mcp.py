@@ -112,7 +112,9 @@ async def test_argument_constraint_allows_staging(stack, tokens) -> None:
     async with mcp_session(stack.url, tokens.deployer()) as client:
         result = await client.call_tool("deploy", {"environment": "staging", "version": "1.2.3"})
     assert not result.is_error
-    assert executed(stack, mark) == [{"tool": "deploy", "arguments": {"environment": "staging", "version": "1.2.3"}}]
+    assert executed(stack, mark) == [
+        {"tool": "deploy", "arguments": {"environment": "staging", "version": "1.2.3", "replicas": 1}}
+    ]
 
 
 async def test_argument_constraint_denies_production_by_rule(stack, tokens) -> None:
@@ -145,6 +147,10 @@ async def test_numeric_bounds(stack, tokens) -> None:
                 await client.call_tool("scale", {"replicas": replicas})
             assert_denied(exc.value, rule="deployers-scale-bounded")
             assert f"argument `replicas` = {replicas} must be a number in [1, 10]" in exc.value.message
+        # A number in a string is not a number.
+        with pytest.raises(MCPError) as exc:
+            await client.call_tool("scale", {"replicas": "5"})
+        assert_denied(exc.value, rule="deployers-scale-bounded")
     assert executed(stack, mark) == [{"tool": "scale", "arguments": {"replicas": 10}}]
 
 
@@ -157,7 +163,7 @@ async def test_tools_list_is_filtered_per_role(stack, tokens) -> None:
         deployer = {t.name for t in (await client.list_tools()).tools}
 
     assert {"k8s_get_pods", "whoami"} <= analyst
-    assert not analyst & {"delete_everything", "deploy", "scale"}, analyst
+    assert not analyst & {"delete_everything", "deploy", "scale", "search_orders", "run_migration"}, analyst
     assert {"k8s_get_pods", "k8s_get_secrets", "whoami", "deploy", "scale"} <= deployer
     assert "delete_everything" not in deployer, "a tool every rule denies must not be listed"
     assert analyst != deployer
@@ -168,13 +174,13 @@ async def test_resources_and_prompts_lists_are_filtered_per_role(stack, tokens) 
         resources = {str(r.uri) for r in (await client.list_resources()).resources}
         prompts = {p.name for p in (await client.list_prompts()).prompts}
     assert resources == {"docs://public/readme"}
-    assert prompts == {"summarize"}
+    assert prompts == {"summarize"}  # not triage, not admin_prompt
 
     async with mcp_session(stack.url, tokens.deployer()) as client:
         resources = {str(r.uri) for r in (await client.list_resources()).resources}
         prompts = {p.name for p in (await client.list_prompts()).prompts}
     assert resources == {"docs://public/readme", "docs://secret/keys"}
-    assert prompts == {"summarize", "admin_prompt"}
+    assert prompts == {"summarize", "triage", "admin_prompt"}
 
 
 async def test_unions_of_roles(stack, tokens) -> None:
@@ -400,3 +406,15 @@ def test_list_response_content_length_is_consistent(json_stack, tokens) -> None:
     reply = json.loads(body)
     names = {t["name"] for t in reply["result"]["tools"]}
     assert "delete_everything" not in names and "k8s_get_pods" in names
+
+
+def test_oversized_body_is_refused_before_the_server(json_stack, tokens) -> None:
+    """A body beyond the limits (the filter's, or Envoy's 1 MiB buffer) is
+    refused, never forwarded undecided."""
+    req_mark = json_stack.request_log.mark()
+    big = harness.jsonrpc("tools/call", {"name": "k8s_get_pods",
+                                         "arguments": {"namespace": "x" * (2 * 1024 * 1024)}})
+    with RawMcp(json_stack.base_url, tokens.analyst()) as raw:
+        r = raw.post(big)
+    assert r.status_code in (400, 413), (r.status_code, r.text[:200])
+    assert harness.reached(json_stack.request_log, req_mark, raw.marker) == []

@@ -22,7 +22,7 @@
 //!
 //! | method | class |
 //! |---|---|
-//! | `initialize`, `ping`, `logging/setLevel`, `notifications/*` | lifecycle: passes |
+//! | `initialize`, `server/discover`, `ping`, `logging/setLevel`, `notifications/*` | lifecycle: passes |
 //! | `tools/list`, `resources/list`, `resources/templates/list`, `prompts/list` | passes; the response is filtered |
 //! | none (`result`/`error`: the client answering a server request) | passes |
 //! | `tools/call` | tool `params.name` with `params.arguments` (absent or `null` → `{}`) |

@@ -180,8 +180,12 @@ impl Message {
         let Some(method) = self.method() else {
             return Ok(Class::Response);
         };
-        if matches!(method, "initialize" | "ping" | "logging/setLevel")
-            || method.starts_with("notifications/")
+        // `server/discover` (protocol 2026-07-28) is the stateless
+        // counterpart of `initialize`: versions and capabilities, no lists.
+        if matches!(
+            method,
+            "initialize" | "server/discover" | "ping" | "logging/setLevel"
+        ) || method.starts_with("notifications/")
         {
             return Ok(Class::Lifecycle);
         }

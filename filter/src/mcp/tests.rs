@@ -281,6 +281,7 @@ fn classification() {
             r#"McpMethod { method: "Tools/Call" }"#,
         ),
         (msg("initialize", json!({})), "Lifecycle"),
+        (msg("server/discover", json!({})), "Lifecycle"),
         (msg("notifications/whatever", json!({})), "Lifecycle"),
         (msg("tools/list", json!({})), "List(Tools)"),
         (
