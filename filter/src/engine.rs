@@ -173,6 +173,33 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthError> {
     Ok(token)
 }
 
+/// The path a plain-HTTP rule is matched against: `:path` without query
+/// and fragment. Paths the upstream might resolve differently from the
+/// literal text (dot segments, encoded `/`, `\` or `.`, backslashes, a
+/// missing leading `/`) are refused rather than guessed at, so a rule on
+/// `/v1/pods/*` cannot be walked around with `/v1/pods/..%2fadmin`. Envoy's
+/// `normalize_path` and `merge_slashes` (set in envoy/http.yaml) resolve the
+/// harmless cases before the filter runs.
+pub fn http_rule_path(raw: &str) -> Result<&str, String> {
+    let path = raw.split(['?', '#']).next().unwrap_or_default();
+    if !path.starts_with('/') {
+        return Err(format!("request path `{}` does not start with `/`", header_safe(path)));
+    }
+    let lower = path.to_ascii_lowercase();
+    for bad in ["%2f", "%5c", "%2e", "\\"] {
+        if lower.contains(bad) {
+            return Err(format!(
+                "request path `{}` contains `{bad}`, which the upstream may decode into a different path",
+                header_safe(path)
+            ));
+        }
+    }
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(format!("request path `{}` contains a dot segment", header_safe(path)));
+    }
+    Ok(path)
+}
+
 /// Make a value safe for an HTTP header: visible ASCII and space pass,
 /// everything else is percent-encoded (as is `%`).
 pub fn header_safe(v: &str) -> String {
@@ -280,6 +307,26 @@ mod tests {
             bearer_token(Some("Bearer a\"b")),
             Err(AuthError::Malformed)
         ));
+    }
+
+    #[test]
+    fn rule_paths_are_literal_or_refused() {
+        assert_eq!(http_rule_path("/v1/pods?x=1").ok(), Some("/v1/pods"));
+        assert_eq!(http_rule_path("/v1/pods#frag").ok(), Some("/v1/pods"));
+        assert_eq!(http_rule_path("/").ok(), Some("/"));
+        for bad in [
+            "/v1/pods/../admin",
+            "/v1/pods/..",
+            "/v1/./pods",
+            "/v1/pods/..%2fadmin",
+            "/v1/pods/%2E%2E/admin",
+            "/v1/pods%5c..%5cadmin",
+            "/v1\\admin",
+            "v1/pods",
+            "",
+        ] {
+            assert!(http_rule_path(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -196,7 +196,7 @@ fn failures_name_the_case_with_expected_and_actual() {
         stdout(&o),
         "FAIL fail.test.yaml:10:5: production deploy wrongly expected to pass\n\
          \x20    expected: allow (rule `deployer-staging-only`)\n\
-         \x20    actual:   deny (rule `deployer-staging-only`): tool `deploy` is only allowed when argument `environment` = \"production\" must be one of [\"staging\"]: production deploys go through the release train\n\
+         \x20    actual:   deny (rule `deployer-staging-only`): tool `deploy` is not allowed: argument `environment` = \"production\" must be one of [\"staging\"]: production deploys go through the release train\n\
          \x20    - decision: expected allow, got deny\n\
          1 passed, 1 failed\n"
     );

@@ -74,3 +74,24 @@ def test_role_without_http_rules_is_refused(http_stack, tokens) -> None:
     r, marker = call(stack, "GET", "/v1/pods", tokens.release_bot())
     assert r.status_code == 403
     assert arrived(echo, marker) == []
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        "/v1/pods/../admin/users",        # Envoy normalizes to /v1/admin/users: the deny rule applies
+        "/v1/pods/%2e%2e/admin/users",    # encoded dot segment: refused, never guessed at
+        "/v1/pods/..%2Fadmin%2Fusers",    # encoded slash: Envoy rejects it before the filter
+        "/v1/pods//../admin/users",
+    ],
+)
+def test_path_tricks_cannot_reach_a_denied_path(http_stack, tokens, raw_path: str) -> None:
+    """An allowed prefix cannot be used to walk into a denied path."""
+    stack, echo = http_stack
+    marker = uuid.uuid4().hex
+    # httpx would normalize the path itself; send the raw bytes.
+    url = httpx.URL(stack.base_url).copy_with(raw_path=raw_path.encode())
+    r = httpx.request("GET", url, timeout=harness.REQUEST_TIMEOUT,
+                      headers={"x-e2e-marker": marker, "authorization": f"Bearer {tokens.analyst()}"})
+    assert r.status_code in (400, 403), (raw_path, r.status_code, r.text)
+    assert arrived(echo, marker) == []

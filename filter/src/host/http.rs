@@ -125,8 +125,19 @@ impl Http {
         let method = self.get_http_request_header(":method").unwrap_or_default();
         match engine.target.protocol {
             Protocol::Http => {
-                let path = self.get_http_request_header(":path").unwrap_or_default();
-                let path = path.split(['?', '#']).next().unwrap_or_default().to_string();
+                let raw_path = self.get_http_request_header(":path").unwrap_or_default();
+                let path = match engine::http_rule_path(&raw_path) {
+                    Ok(p) => p.to_string(),
+                    Err(why) => {
+                        let d = Decision {
+                            effect: Effect::Deny,
+                            rule: None,
+                            reason: why,
+                        };
+                        self.log_decision(engine, &format!("{method} -"), &d);
+                        return self.reply(engine::forbidden(&d));
+                    }
+                };
                 let d = match &self.identity {
                     Some(who) => engine.decide(
                         who,
