@@ -183,7 +183,10 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthError> {
 pub fn http_rule_path(raw: &str) -> Result<&str, String> {
     let path = raw.split(['?', '#']).next().unwrap_or_default();
     if !path.starts_with('/') {
-        return Err(format!("request path `{}` does not start with `/`", header_safe(path)));
+        return Err(format!(
+            "request path `{}` does not start with `/`",
+            header_safe(path)
+        ));
     }
     let lower = path.to_ascii_lowercase();
     for bad in ["%2f", "%5c", "%2e", "\\"] {
@@ -195,7 +198,10 @@ pub fn http_rule_path(raw: &str) -> Result<&str, String> {
         }
     }
     if path.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err(format!("request path `{}` contains a dot segment", header_safe(path)));
+        return Err(format!(
+            "request path `{}` contains a dot segment",
+            header_safe(path)
+        ));
     }
     Ok(path)
 }
