@@ -347,14 +347,24 @@ fn decode_json(part: &str, what: &'static str) -> Result<Map<String, Value>, Aut
             "payload is not base64url"
         })
     })?;
-    serde_json::from_slice(&bytes).map_err(|_| {
+    let not_object = || {
         AuthError::Format(if what == "header" {
-            "header is not a JSON object"
+            "header is not a JSON object without duplicate members"
         } else {
-            "payload is not a JSON object"
+            "payload is not a JSON object without duplicate claims"
         })
-    })
+    };
+    // Strict: a duplicate member (two `sub`s, two `alg`s) is refused, since
+    // the issuer, this filter and the upstream could each read a different one.
+    let text = std::str::from_utf8(&bytes).map_err(|_| not_object())?;
+    match crate::mcp::json::parse_strict(text, MAX_JSON_DEPTH) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(not_object()),
+    }
 }
+
+/// Nesting allowed in a token's header and payload.
+const MAX_JSON_DEPTH: usize = 32;
 
 fn header_alg(header: &Map<String, Value>) -> Result<Alg, AuthError> {
     match header.get("alg") {
@@ -1298,5 +1308,33 @@ mod tests {
             assert_eq!(r, r.to_lowercase());
             assert!(r.chars().all(|c| c.is_ascii_lowercase() || c == ' '));
         }
+    }
+
+    #[test]
+    fn duplicate_claims_and_members_are_refused() {
+        let f = fixture();
+        let header = r#"{"alg":"ES256","kid":"ec-1"}"#;
+        let payload = format!(
+            r#"{{"iss":"{ISS}","sub":"mallory","sub":"alice","aud":"pinhole","iat":{},"exp":{}}}"#,
+            NOW - 10,
+            NOW + 600
+        );
+        let input = format!("{}.{}", b64u(header.as_bytes()), b64u(payload.as_bytes()));
+        let sig = f.ec1.sign(input.as_bytes());
+        let token = format!("{input}.{}", b64u(&sig));
+        assert!(matches!(
+            f.verifier.verify(&token, NOW),
+            Err(AuthError::Format(_))
+        ));
+
+        let header = r#"{"alg":"ES256","alg":"none","kid":"ec-1"}"#;
+        let payload = f.ec1.mint(json!({}), claims());
+        let body = payload.split('.').nth(1).unwrap();
+        let input = format!("{}.{body}", b64u(header.as_bytes()));
+        let token = format!("{input}.{}", b64u(&f.ec1.sign(input.as_bytes())));
+        assert!(matches!(
+            f.verifier.verify(&token, NOW),
+            Err(AuthError::Format(_))
+        ));
     }
 }

@@ -92,7 +92,7 @@
 //! - Filtering needs the body uncompressed (strip `accept-encoding`, refuse
 //!   an encoded list response) and a new `content-length`.
 
-mod json;
+pub(crate) mod json;
 mod request;
 mod response;
 mod sse;
