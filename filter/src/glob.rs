@@ -11,15 +11,22 @@
 //! path below `/api/`. Matching is iterative (no recursion, no regex), with
 //! backtracking bounded by `O(len(pattern) * len(text))`.
 
+/// One element of a pattern (public so policy analysis in the compiler
+/// reasons over exactly the syntax the filter matches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tok {
+pub enum Tok {
+    /// A character that matches itself (escapes already removed).
     Lit(char),
-    Any,   // ?
-    Star,  // *
-    DStar, // **
+    /// `?`: one character other than `/`.
+    One,
+    /// `*`: any run without `/`.
+    Star,
+    /// `**`: any run.
+    DStar,
 }
 
-fn tokenize(pattern: &str) -> Vec<Tok> {
+/// The tokens of a pattern.
+pub fn tokenize(pattern: &str) -> Vec<Tok> {
     let mut out = Vec::with_capacity(pattern.len());
     let mut it = pattern.chars().peekable();
     while let Some(c) = it.next() {
@@ -31,7 +38,7 @@ fn tokenize(pattern: &str) -> Vec<Tok> {
                     out.push(Tok::Lit('\\'));
                 }
             }
-            '?' => out.push(Tok::Any),
+            '?' => out.push(Tok::One),
             '*' => {
                 if it.peek() == Some(&'*') {
                     while it.peek() == Some(&'*') {
@@ -76,7 +83,7 @@ pub fn matches(pattern: &str, text: &str) -> bool {
                     }
                 }
             }
-            Tok::Any => {
+            Tok::One => {
                 for j in 0..n {
                     if reach.get(j).copied().unwrap_or(false)
                         && chars.get(j).is_some_and(|c| *c != '/')

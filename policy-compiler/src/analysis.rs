@@ -8,42 +8,12 @@
 //! reports an unproven comparison as a change in both directions.
 
 use pinhole_filter::glob;
+use pinhole_filter::glob::{tokenize, Tok};
 use pinhole_filter::policy::{ArgConstraint, ArgTest};
 use serde_json::Value;
 
-/// Glob tokens, as `pinhole_filter::glob` reads a pattern.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tok {
-    Lit(char),
-    /// `?`: one character other than `/`.
-    One,
-    /// `*`: any run without `/`.
-    Star,
-    /// `**`: any run.
-    DStar,
-}
-
 fn tokens(p: &str) -> Vec<Tok> {
-    let mut out = Vec::new();
-    let mut it = p.chars().peekable();
-    while let Some(c) = it.next() {
-        match c {
-            '\\' => out.push(Tok::Lit(it.next().unwrap_or('\\'))),
-            '?' => out.push(Tok::One),
-            '*' => {
-                if it.peek() == Some(&'*') {
-                    while it.peek() == Some(&'*') {
-                        it.next();
-                    }
-                    out.push(Tok::DStar);
-                } else {
-                    out.push(Tok::Star);
-                }
-            }
-            c => out.push(Tok::Lit(c)),
-        }
-    }
-    out
+    tokenize(p)
 }
 
 fn literal_of(toks: &[Tok]) -> Option<String> {

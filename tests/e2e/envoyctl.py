@@ -101,6 +101,25 @@ def validate(config: str | Path, *, timeout: float = 60) -> subprocess.Completed
     return proc
 
 
+def stop_process(proc: "subprocess.Popen[Any] | None", timeout: float = 10) -> None:
+    """Stop one process we started, by its PID (its own process group):
+    SIGTERM, then SIGKILL after `timeout` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=timeout)
+
+
 class EnvoyError(RuntimeError):
     pass
 
@@ -184,20 +203,7 @@ class Envoy:
 
     def stop(self, *, timeout: float = 10) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=timeout)
+        stop_process(proc, timeout)
 
     def __enter__(self) -> "Envoy":
         return self.start()

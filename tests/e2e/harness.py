@@ -28,6 +28,8 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from envoyctl import stop_process  # noqa: F401 - re-exported for the tests and the demo
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
@@ -80,22 +82,6 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
-
-
-def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10) -> None:
-    """Stop one process we started, by its PID (its own process group)."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
 
 
 class McpServer:
