@@ -4,6 +4,7 @@
 //! bytes between Envoy and these functions.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -110,15 +111,15 @@ impl Engine {
         let token = bearer_token(authorization)?;
         let cached = self
             .cache
-            .try_borrow_mut()
+            .try_borrow()
             .ok()
-            .and_then(|mut c| c.get(token, now));
+            .and_then(|c| c.get_shared(token, now));
         let verified = match cached {
             Some(v) => v,
             None => {
-                let v = self.verifier.verify(token, now)?;
+                let v = Rc::new(self.verifier.verify(token, now)?);
                 if let Ok(mut c) = self.cache.try_borrow_mut() {
-                    c.insert(token, v.clone(), now);
+                    c.insert_shared(token, Rc::clone(&v), now);
                 }
                 v
             }

@@ -109,6 +109,11 @@ impl TokenCache {
     /// already expired (by `exp` alone), longer than
     /// [`super::jwt::MAX_TOKEN_LEN`], or the capacity is 0.
     pub fn insert(&mut self, token: &str, verified: VerifiedToken, now: u64) {
+        self.insert_shared(token, Rc::new(verified), now);
+    }
+
+    /// [`TokenCache::insert`] for a token already shared with the caller.
+    pub fn insert_shared(&mut self, token: &str, verified: Rc<VerifiedToken>, now: u64) {
         if self.capacity == 0 || now >= verified.exp || token.len() > super::jwt::MAX_TOKEN_LEN {
             return;
         }
@@ -125,7 +130,7 @@ impl TokenCache {
         self.map.insert(
             Rc::clone(&key),
             Entry {
-                token: Rc::new(verified),
+                token: verified,
                 seq,
             },
         );

@@ -10,6 +10,8 @@ pub use cache::TokenCache;
 pub use jwt::{AuthError, Verifier};
 pub use roles::roles_for;
 
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 
 /// A token whose signature and registered claims were verified.
@@ -34,6 +36,7 @@ pub struct VerifiedToken {
 /// A verified caller with its roles under the current policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
-    pub token: VerifiedToken,
+    /// Shared with the verification cache: a cache hit costs no copy.
+    pub token: Rc<VerifiedToken>,
     pub roles: Vec<String>,
 }
