@@ -19,6 +19,7 @@ pub mod engine;
 pub mod glob;
 pub mod identity;
 pub mod mcp;
+pub mod pg;
 pub mod policy;
 
 // The host layer is left out of test builds: a wasm test binary run under a
