@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use pinhole_filter::identity::jwks::{key_algs, parse_jwks};
 use pinhole_filter::policy::{
-    blob, Alg, ArgConstraint, ArgTest, ClaimMatch, Effect, HttpMatch, Issuer, Jwk, Matcher,
-    McpMatch, Policy, Protocol, Revocations, Role, Rule, Target,
+    blob, Alg, ArgConstraint, ArgPath, ArgTest, ClaimMatch, Effect, HttpMatch, Issuer, Jwk,
+    Matcher, McpMatch, Policy, Protocol, Revocations, Role, Rule, SqlMatch, SqlObject,
+    StatementClass, Target,
 };
 
 use crate::diag::{Diagnostic, Diagnostics, Span};
@@ -77,11 +78,8 @@ const TARGET_FUTURE: Future<'static> = &[
 ];
 const RULE_KEYS: &[&str] = &["id", "reason", "allow", "deny", "review"];
 const EFFECTS: &[&str] = &["allow", "deny", "review"];
-const BODY_KEYS: &[&str] = &["roles", "target", "mcp", "http"];
-const SQL_FUTURE: &str =
-    "`sql` rules arrive with the PostgreSQL support; until then a rule on a postgres target can only cover the whole target (omit `sql`)";
+const BODY_KEYS: &[&str] = &["roles", "target", "mcp", "http", "sql"];
 const BODY_FUTURE: Future<'static> = &[
-    ("sql", SQL_FUTURE),
     (
         "approvers",
         "`approvers` is not supported yet: approvers arrive with the approvals support (until then every `review` rule refuses)",
@@ -91,13 +89,21 @@ const BODY_FUTURE: Future<'static> = &[
         "`grant_ttl` is not supported yet: grants arrive with the approvals support (until then every `review` rule refuses)",
     ),
 ];
-const MCP_KEYS: &[&str] = &["tools", "arguments", "resources", "prompts", "methods"];
-const MCP_FUTURE: Future<'static> = &[
-    (
-        "sql_argument",
-        "`sql_argument` is not supported yet: SQL classification of tool arguments arrives with the PostgreSQL support",
-    ),
-    ("sql", SQL_FUTURE),
+const MCP_KEYS: &[&str] = &[
+    "tools",
+    "arguments",
+    "resources",
+    "prompts",
+    "methods",
+    "sql_argument",
+    "sql",
+];
+const SQL_KEYS: &[&str] = &[
+    "statements",
+    "tables",
+    "functions",
+    "without_where",
+    "copy_program",
 ];
 const HTTP_KEYS: &[&str] = &["methods", "paths"];
 const CONSTRAINT_KEYS: &[&str] = &["equals", "one_of", "glob", "min", "max"];
@@ -1087,10 +1093,44 @@ impl Lower<'_, '_> {
                 }
             }
             let m = match wanted {
-                Protocol::Mcp => self.mcp(&e.value).map(Matcher::Mcp),
+                Protocol::Mcp => self.mcp(&e.value, effect).map(Matcher::Mcp),
                 _ => self.http(&e.value).map(Matcher::Http),
             };
             if matcher.is_some() {
+                matcher = m;
+            }
+        }
+        if let Some(e) = f.get("sql") {
+            let fits = match (protocol, &target) {
+                (Some(p), Some((t, _))) if p != Protocol::Postgres => {
+                    let hint = if p == Protocol::Mcp {
+                        " (for a tool's SQL argument write `mcp: { tools: [...], sql_argument: <path>, sql: {...} }`)"
+                    } else {
+                        ""
+                    };
+                    self.ck.error(
+                        e.key_span,
+                        format!(
+                            "`sql` applies only to postgres targets; target `{}` is {}{hint}",
+                            t.value,
+                            p.as_str()
+                        ),
+                    );
+                    false
+                }
+                _ => true,
+            };
+            if f.has("mcp") || f.has("http") {
+                self.ck.error(
+                    e.key_span,
+                    "a rule has one matcher: `sql` cannot be combined with `mcp` or `http`",
+                );
+                matcher = None;
+            }
+            let m = self.sql(&e.value, effect).map(Matcher::Sql);
+            if !fits {
+                matcher = None;
+            } else if matcher.is_some() {
                 matcher = m;
             }
         }
@@ -1141,10 +1181,8 @@ impl Lower<'_, '_> {
         None
     }
 
-    fn mcp(&mut self, node: &Node) -> Option<McpMatch> {
-        let f = self
-            .ck
-            .fields(node, "the `mcp` matcher", MCP_KEYS, MCP_FUTURE)?;
+    fn mcp(&mut self, node: &Node, effect: Effect) -> Option<McpMatch> {
+        let f = self.ck.fields(node, "the `mcp` matcher", MCP_KEYS, &[])?;
         let mut m = McpMatch::default();
         let mut ok = true;
         let mut list = |this: &mut Self, key: &str, what: &str| -> Vec<String> {
@@ -1194,6 +1232,43 @@ impl Lower<'_, '_> {
                 ok = false;
             }
         }
+        if let Some(e) = f.get("sql_argument") {
+            match self.ck.nonempty_string(&e.value, "`sql_argument`") {
+                Some(text) => match crate::argpath::parse(&text.value) {
+                    Ok(path) => {
+                        m.sql_argument = Some(ArgPath {
+                            path,
+                            path_text: text.value,
+                        })
+                    }
+                    Err(msg) => {
+                        self.ck.error(text.span, msg);
+                        ok = false;
+                    }
+                },
+                None => ok = false,
+            }
+            if m.tools.is_empty() && !f.has("tools") {
+                self.ck.error(
+                    e.key_span,
+                    "`sql_argument` names an argument of `tools/call`: list the tools it applies to in `tools`",
+                );
+                ok = false;
+            }
+        }
+        if let Some(e) = f.get("sql") {
+            if !f.has("sql_argument") {
+                self.ck.error(
+                    e.key_span,
+                    "`sql` inside `mcp` needs `sql_argument`: the path of the tool argument holding the SQL (e.g. `sql_argument: sql`)",
+                );
+                ok = false;
+            }
+            match self.sql(&e.value, effect) {
+                Some(s) => m.sql = Some(s),
+                None => ok = false,
+            }
+        }
         if ok
             && m.tools.is_empty()
             && m.resources.is_empty()
@@ -1208,6 +1283,183 @@ impl Lower<'_, '_> {
             ok = false;
         }
         ok.then_some(m)
+    }
+
+    /// A `sql:` matcher (a postgres rule's, or an MCP tool's SQL argument's).
+    fn sql(&mut self, node: &Node, effect: Effect) -> Option<SqlMatch> {
+        let f = self.ck.fields(node, "the `sql` matcher", SQL_KEYS, &[])?;
+        let mut m = SqlMatch::default();
+        let mut ok = f.unknown.is_empty();
+        if let Some(n) = f.node("statements") {
+            match self.ck.nonempty_list(
+                n,
+                "`sql.statements`",
+                "omit `statements` to match every statement kind",
+            ) {
+                Some(list) => {
+                    for item in list {
+                        match self.statement_class(&item) {
+                            Some(c) => {
+                                if !m.statements.contains(&c) {
+                                    m.statements.push(c)
+                                }
+                            }
+                            None => ok = false,
+                        }
+                    }
+                }
+                None => ok = false,
+            }
+        }
+        if let Some(n) = f.node("tables") {
+            match self
+                .ck
+                .nonempty_list(n, "`sql.tables`", "omit `tables` to match every table")
+                .and_then(|l| {
+                    let mut good = true;
+                    for t in &l {
+                        let v = &t.value;
+                        if !v.contains('.') && !v.contains('*') {
+                            self.ck.error(
+                                t.span,
+                                format!("table pattern `{v}` must be schema-qualified: unqualified names in SQL resolve to schema `public`, so write `public.{v}`"),
+                            );
+                            good = false;
+                        } else if v.chars().any(|c| c.is_ascii_uppercase()) {
+                            self.ck.warning(
+                                t.span,
+                                format!("table pattern `{v}` has upper-case letters: unquoted names in SQL are lower-cased, so it only matches quoted identifiers"),
+                            );
+                        }
+                    }
+                    self.globs(&l, "table pattern").filter(|_| good)
+                }) {
+                Some(v) => m.tables = v,
+                None => ok = false,
+            }
+        }
+        if let Some(n) = f.node("functions") {
+            match self
+                .ck
+                .nonempty_list(
+                    n,
+                    "`sql.functions`",
+                    "omit `functions` for no condition on functions",
+                )
+                .and_then(|l| self.globs(&l, "function pattern"))
+            {
+                Some(v) => m.functions = v,
+                None => ok = false,
+            }
+        }
+        for (key, slot) in [
+            ("without_where", &mut m.without_where),
+            ("copy_program", &mut m.copy_program),
+        ] {
+            if let Some(n) = f.node(key) {
+                match self.ck.bool(n, &format!("`sql.{key}`")) {
+                    Some(b) => *slot = b,
+                    None => ok = false,
+                }
+            }
+        }
+        let has = |m: &SqlMatch, cs: &[StatementClass]| {
+            m.statements.is_empty() || m.statements.iter().any(|c| cs.contains(c))
+        };
+        if ok
+            && m.without_where
+            && !has(
+                &m,
+                &[
+                    StatementClass::Update,
+                    StatementClass::Delete,
+                    StatementClass::Merge,
+                    StatementClass::Prepare,
+                ],
+            )
+        {
+            if let Some(e) = f.get("without_where") {
+                self.ck.error(
+                    e.key_span,
+                    "`without_where` restricts the rule to UPDATE/DELETE without WHERE, but `statements` lists no statement that can contain one: the rule matches nothing",
+                );
+                ok = false;
+            }
+        }
+        if ok
+            && m.copy_program
+            && !has(
+                &m,
+                &[
+                    StatementClass::Copy,
+                    StatementClass::CopyTo,
+                    StatementClass::CopyFrom,
+                ],
+            )
+        {
+            if let Some(e) = f.get("copy_program") {
+                self.ck.error(
+                    e.key_span,
+                    "`copy_program` restricts the rule to COPY … PROGRAM, but `statements` lists no `copy`: the rule matches nothing",
+                );
+                ok = false;
+            }
+        }
+        if ok && effect == Effect::Deny && m == SqlMatch::default() {
+            self.ck.warning(
+                f.span,
+                "this `sql` matcher has no condition: the deny rule refuses every statement",
+            );
+        }
+        ok.then_some(m)
+    }
+
+    fn statement_class(&mut self, s: &Spanned<String>) -> Option<StatementClass> {
+        let v = s.value.to_ascii_lowercase();
+        if let Some(c) = StatementClass::parse(&v) {
+            return Some(c);
+        }
+        let words: Vec<&str> = v.split_whitespace().collect();
+        if let [verb @ ("create" | "alter" | "drop"), rest @ ..] = words.as_slice() {
+            let obj = rest.join(" ");
+            let hint = suggest::did_you_mean(&obj, SqlObject::ALL.iter().map(|o| o.as_str()));
+            let hint = if hint.is_empty() {
+                format!(
+                    " (object types: {})",
+                    SqlObject::ALL
+                        .iter()
+                        .map(|o| o.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                hint
+            };
+            self.ck.error(
+                s.span,
+                format!("unknown object type `{obj}` in `{verb} {obj}`{hint}"),
+            );
+            return None;
+        }
+        let names = StatementClass::SIMPLE.iter().map(|(n, _)| *n);
+        let hint = suggest::did_you_mean(&v, names);
+        let hint = if hint.is_empty() {
+            format!(
+                " (expected one of: {})",
+                StatementClass::SIMPLE
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            hint
+        };
+        self.ck.error(
+            s.span,
+            format!("unknown statement kind `{}`{hint}", s.value),
+        );
+        None
     }
 
     fn check_mcp_methods(&mut self, methods: &[String], nodes: &[&Node], ok: &mut bool) {

@@ -21,7 +21,8 @@
 use std::collections::BTreeMap;
 
 use pinhole_filter::policy::{
-    ArgConstraint, ArgTest, Effect, Issuer, Jwk, Matcher, Policy, Role, Rule,
+    ArgConstraint, ArgTest, Effect, Issuer, Jwk, Matcher, Policy, Role, Rule, SqlMatch,
+    StatementClass,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -171,10 +172,25 @@ struct Grant {
 fn items(rule: &Rule) -> Vec<(&'static str, String, Vec<ArgConstraint>)> {
     match &rule.matcher {
         Matcher::Any => vec![("everything", "every request".into(), Vec::new())],
+        Matcher::Sql(m) => vec![("sql", sql_text(m), Vec::new())],
         Matcher::Mcp(m) => {
             let mut v = Vec::new();
             for t in &m.tools {
-                v.push(("tool", t.clone(), m.arguments.clone()));
+                match &m.sql_argument {
+                    // The SQL conditions are part of the item: any change
+                    // to them is an item lost and one gained (never
+                    // hidden, never reasoned about).
+                    Some(p) => v.push((
+                        "sql tool",
+                        format!(
+                            "{t}` with SQL in `{}`: `{}",
+                            p.path_text,
+                            sql_text(m.sql.as_ref().unwrap_or(&SqlMatch::default()))
+                        ),
+                        m.arguments.clone(),
+                    )),
+                    None => v.push(("tool", t.clone(), m.arguments.clone())),
+                }
             }
             for r in &m.resources {
                 v.push(("resource", r.clone(), Vec::new()));
@@ -270,8 +286,32 @@ fn conditions_text(args: &[ArgConstraint]) -> String {
     format!("when {}", parts.join(" and "))
 }
 
+/// A SQL matcher in words.
+fn sql_text(m: &SqlMatch) -> String {
+    let mut parts = Vec::new();
+    if m.statements.is_empty() {
+        parts.push("any statement".to_owned());
+    } else {
+        let v: Vec<String> = m.statements.iter().map(StatementClass::as_string).collect();
+        parts.push(format!("statements [{}]", v.join(", ")));
+    }
+    if !m.tables.is_empty() {
+        parts.push(format!("tables [{}]", m.tables.join(", ")));
+    }
+    if !m.functions.is_empty() {
+        parts.push(format!("functions [{}]", m.functions.join(", ")));
+    }
+    if m.without_where {
+        parts.push("without WHERE".into());
+    }
+    if m.copy_program {
+        parts.push("COPY PROGRAM".into());
+    }
+    parts.join(" ")
+}
+
 fn grants_text(kind: &str, grants: &[Grant]) -> String {
-    if kind != "tool" {
+    if kind != "tool" && kind != "sql tool" {
         return String::new();
     }
     let mut seen: Vec<String> = Vec::new();
@@ -348,7 +388,7 @@ fn covered_elsewhere(
         }
         let item_covered = match (k.kind, key.kind) {
             ("everything", _) => true,
-            (a, b) if a == b && a != "http" && a != "everything" => {
+            (a, b) if a == b && !matches!(a, "http" | "everything" | "sql" | "sql tool") => {
                 crate::analysis::glob_covers(&k.item, &key.item)
             }
             _ => false,
@@ -659,6 +699,13 @@ fn matcher_text(m: &Matcher) -> String {
                     t.push(' ');
                     t.push_str(&conditions_text(&m.arguments));
                 }
+                if let Some(p) = &m.sql_argument {
+                    t.push_str(&format!(
+                        " with SQL in `{}`: {}",
+                        p.path_text,
+                        sql_text(m.sql.as_ref().unwrap_or(&SqlMatch::default()))
+                    ));
+                }
                 parts.push(t);
             }
             if !m.resources.is_empty() {
@@ -672,6 +719,7 @@ fn matcher_text(m: &Matcher) -> String {
             }
             parts.join("; ")
         }
+        Matcher::Sql(m) => format!("SQL {}", sql_text(m)),
         Matcher::Http(h) => format!(
             "HTTP methods {} paths {}",
             list_or_any(&h.methods),

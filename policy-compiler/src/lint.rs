@@ -256,6 +256,8 @@ enum Atom<'a> {
     Method(&'a str),
     /// An HTTP path pattern (`None`: any path).
     Path(Option<&'a str>),
+    /// The statements a SQL matcher matches.
+    Sql,
 }
 
 fn atoms(rule: &Rule) -> Vec<Atom<'_>> {
@@ -269,6 +271,7 @@ fn atoms(rule: &Rule) -> Vec<Atom<'_>> {
             .chain(m.prompts.iter().map(|p| Atom::Prompt(p)))
             .chain(m.methods.iter().map(|p| Atom::Method(p)))
             .collect(),
+        Matcher::Sql(_) => vec![Atom::Sql],
         Matcher::Http(h) => {
             if h.paths.is_empty() {
                 vec![Atom::Path(None)]
@@ -288,7 +291,15 @@ fn covers(strong: &Rule, weak: &Rule, atom: &Atom) -> bool {
                 Matcher::Mcp(w) => w.arguments.as_slice(),
                 _ => &[],
             };
-            any_covers(&s.tools, p) && constraints_imply(weak_args, &s.arguments)
+            // A rule judging SQL matches only some statements: never
+            // counted as covering (sound, if silent).
+            s.sql_argument.is_none()
+                && any_covers(&s.tools, p)
+                && constraints_imply(weak_args, &s.arguments)
+        }
+        // A deny rule without SQL conditions matches every statement.
+        (Matcher::Sql(s), Atom::Sql) => {
+            strong.effect == Effect::Deny && *s == pinhole_filter::policy::SqlMatch::default()
         }
         (Matcher::Mcp(s), Atom::Resource(p)) => any_covers(&s.resources, p),
         (Matcher::Mcp(s), Atom::Prompt(p)) => any_covers(&s.prompts, p),
@@ -425,6 +436,18 @@ fn broad_grants(src: &Source, policy: &Policy, admin: &BTreeSet<String>, diags: 
                             ),
                         );
                     }
+                }
+            }
+            Matcher::Sql(m) => {
+                if m.statements.is_empty() && m.tables.is_empty() && m.functions.is_empty() {
+                    let span = src.effect(i).map(|e| e.key_span).unwrap_or_default();
+                    diags.warning(
+                        span,
+                        format!(
+                            "rule `{}` allows every statement on every table of target `{}` to {who}; {fix}",
+                            rule.id, rule.target
+                        ),
+                    );
                 }
             }
             Matcher::Http(h) => {

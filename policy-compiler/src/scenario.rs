@@ -18,7 +18,9 @@ use pinhole_filter::identity::jwt::check_revoked;
 use pinhole_filter::identity::roles::{groups_from_claims, role_matches, roles_for};
 use pinhole_filter::identity::{AuthError, VerifiedToken};
 use pinhole_filter::mcp::{parse_body, Class, ListKind};
-use pinhole_filter::policy::eval::{evaluate_traced, visible, Item, Request, RuleTrace};
+use pinhole_filter::policy::eval::{
+    evaluate_sql, evaluate_traced, visible, Item, Request, RuleTrace,
+};
 use pinhole_filter::policy::{ClaimMatch, Effect, Issuer, Policy, Protocol, Role};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -42,6 +44,8 @@ pub enum RequestSpec {
     Http { method: String, path: String },
     /// A list response: which of these items the caller sees.
     List { kind: ListKind, items: Vec<String> },
+    /// SQL text on a postgres target (every statement is decided).
+    Sql { text: String },
 }
 
 impl RequestSpec {
@@ -71,6 +75,7 @@ impl RequestSpec {
         match self {
             RequestSpec::Mcp { .. } | RequestSpec::List { .. } => Protocol::Mcp,
             RequestSpec::Http { .. } => Protocol::Http,
+            RequestSpec::Sql { .. } => Protocol::Postgres,
         }
     }
 }
@@ -370,20 +375,26 @@ pub fn check_target(policy: &Policy, target: &str, req: &RequestSpec) -> Result<
             crate::suggest::did_you_mean(target, policy.targets.iter().map(|t| t.name.as_str()))
         ));
     };
-    if t.protocol == Protocol::Postgres {
-        return Err(format!(
-            "target `{target}` is a postgres target: `sql:` cases are not supported yet (they arrive with the PostgreSQL support)"
-        ));
-    }
     let wanted = req.protocol();
     if t.protocol != wanted {
         let what = match req {
             RequestSpec::Mcp { .. } => "an `mcp` request",
             RequestSpec::List { .. } => "a `list`",
             RequestSpec::Http { .. } => "an `http` request",
+            RequestSpec::Sql { .. } => "a `sql` request",
+        };
+        if t.protocol == Protocol::Postgres {
+            return Err(format!(
+                "target `{target}` is a postgres target: test it with `sql: \"...\"`, not {what}"
+            ));
+        }
+        let article = if wanted == Protocol::Postgres {
+            "a"
+        } else {
+            "an"
         };
         return Err(format!(
-            "{what} needs an {} target; target `{target}` is {}",
+            "{what} needs {article} {} target; target `{target}` is {}",
             wanted.as_str(),
             t.protocol.as_str()
         ));
@@ -520,6 +531,7 @@ pub fn describe(r: &RequestSpec) -> String {
         },
         RequestSpec::Http { method, path } => format!("HTTP {method} {path}"),
         RequestSpec::List { kind, items } => format!("MCP {} of {items:?}", kind.method()),
+        RequestSpec::Sql { text } => format!("SQL `{text}`"),
     }
 }
 
@@ -531,6 +543,15 @@ fn decide(
     trace: &mut dyn FnMut(RuleTrace),
 ) -> Result<Outcome, String> {
     match req {
+        RequestSpec::Sql { text } => {
+            let d = evaluate_sql(policy, roles, target, text, trace);
+            Ok(Outcome {
+                decision: d.effect.into(),
+                rule: d.rule,
+                reason: d.reason,
+                visible: None,
+            })
+        }
         RequestSpec::Http { method, path } => {
             // The filter decides on the path without query or fragment.
             let path = path.split(['?', '#']).next().unwrap_or_default();

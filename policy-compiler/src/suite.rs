@@ -35,12 +35,8 @@ use crate::yaml::{self, Node, Value as Y};
 const TOP_KEYS: &[&str] = &["fixtures", "cases"];
 const FIXTURE_KEYS: &[&str] = &["issuer", "claims"];
 const CASE_KEYS: &[&str] = &[
-    "name", "identity", "issuer", "claims", "target", "mcp", "http", "list", "expect",
+    "name", "identity", "issuer", "claims", "target", "mcp", "http", "list", "sql", "expect",
 ];
-const CASE_FUTURE: Future<'static> = &[(
-    "sql",
-    "`sql` cases are not supported yet: they arrive with the PostgreSQL support",
-)];
 const MCP_KEYS: &[&str] = &[
     "tool",
     "arguments",
@@ -240,7 +236,7 @@ impl Parser<'_> {
     }
 
     fn case(&self, ck: &mut Checker, node: &Node) -> (Option<String>, Option<Case>) {
-        let Some(f) = ck.fields(node, "a case", CASE_KEYS, CASE_FUTURE) else {
+        let Some(f) = ck.fields(node, "a case", CASE_KEYS, &[]) else {
             return (None, None);
         };
         let name = ck
@@ -312,24 +308,25 @@ impl Parser<'_> {
         let target = ck
             .required(&f, "target", "the case")
             .and_then(|n| ck.nonempty_string(n, "`target`"));
-        // The request: exactly one of mcp / http / list.
-        let kinds: Vec<_> = ["mcp", "http", "list"]
+        // The request: exactly one of mcp / http / list / sql.
+        let kinds: Vec<_> = ["mcp", "http", "list", "sql"]
             .iter()
             .filter_map(|k| f.get(k))
             .collect();
         let request = match kinds.as_slice() {
             [] => {
-                if !f.has("sql") {
-                    ck.error(
-                        f.span,
-                        "the case needs a request: one of `mcp`, `http` or `list`",
-                    );
-                }
+                ck.error(
+                    f.span,
+                    "the case needs a request: one of `mcp`, `http`, `list` or `sql`",
+                );
                 None
             }
             [one] => match one.key.as_str() {
                 "mcp" => self.mcp(ck, &one.value),
                 "http" => self.http(ck, &one.value),
+                "sql" => ck
+                    .nonempty_string(&one.value, "`sql`")
+                    .map(|s| RequestSpec::Sql { text: s.value }),
                 _ => self.list(ck, &one.value),
             },
             [first, rest @ ..] => {

@@ -65,7 +65,7 @@ fn check_valid_policy_exits_0_with_summary() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "policy.yaml: ok (2 issuers, 5 roles, 2 targets, 8 rules)\n"
+        "policy.yaml: ok (2 issuers, 5 roles, 2 targets, 10 rules)\n"
     );
     assert_eq!(stderr(&o), "");
 }
@@ -127,7 +127,7 @@ fn check_json_format() {
     assert_eq!(code(&o), 0);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["ok"], true);
-    assert_eq!(v["counts"]["rules"], 8);
+    assert_eq!(v["counts"]["rules"], 10);
 }
 
 #[test]
@@ -368,7 +368,7 @@ fn inspect_prints_the_blob() {
         "source date:       not recorded (SOURCE_DATE_EPOCH was unset)\n".to_string(),
         "policy name:       acme-tools\n".to_string(),
         "issuers:           2\n".to_string(),
-        "rules:             8 (6 allow, 1 deny, 1 review)\n".to_string(),
+        "rules:             10 (7 allow, 2 deny, 1 review)\n".to_string(),
         "revoked:           1 subject, 0 token ids\n".to_string(),
     ] {
         assert!(out.contains(&want), "missing {want:?} in\n{out}");
@@ -377,7 +377,7 @@ fn inspect_prints_the_blob() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["digest"], b.digest);
     assert_eq!(v["format_version"], 1);
-    assert_eq!(v["policy"]["rules"].as_array().unwrap().len(), 8);
+    assert_eq!(v["policy"]["rules"].as_array().unwrap().len(), 10);
 }
 
 #[test]

@@ -93,7 +93,7 @@ versoin: 2
             "20:5: unknown key `reasn` in a rule; did you mean `reason`?",
             "21:38: `http` applies only to http targets; target `tools` is mcp",
             "22:14: unknown key `alow` in a rule; did you mean `allow`?",
-            "23:38: unknown key `colour` in the `allow` of rule `d` (expected one of: roles, target, mcp, http)",
+            "23:38: unknown key `colour` in the `allow` of rule `d` (expected one of: roles, target, mcp, http, sql)",
             "24:1: unknown key `versoin` in the policy; did you mean `version`?",
         ]
     );
@@ -484,8 +484,43 @@ rules:
         [
             "15:36: `mcp` applies only to mcp targets; target `api` is http",
             "16:38: `http` applies only to http targets; target `tools` is mcp",
-            "17:35: `sql` rules arrive with the PostgreSQL support; until then a rule on a postgres target can only cover the whole target (omit `sql`)",
             "18:34: `mcp` applies only to mcp targets; target `db` is postgres",
+        ]
+    );
+}
+
+#[test]
+fn sql_matchers() {
+    let src = with_head(
+        "\
+roles: { analyst: { groups: [a] } }
+targets:
+  tools: { protocol: mcp }
+  db: { protocol: postgres }
+rules:
+  - { id: a, allow: { roles: [analyst], target: db, sql: { statements: [selct, drop tabel, 'copy to'] } } }
+  - { id: b, allow: { roles: [analyst], target: db, sql: { tables: [orders, public.*], statments: [select] } } }
+  - { id: c, allow: { roles: [analyst], target: tools, sql: { statements: [select] } } }
+  - { id: d, allow: { roles: [analyst], target: tools, mcp: { tools: [query], sql: { statements: [select] } } } }
+  - { id: e, allow: { roles: [analyst], target: tools, mcp: { sql_argument: sql, resources: [x] } } }
+  - { id: f, deny: { target: db, sql: { statements: [select], without_where: true } } }
+  - { id: g, deny: { target: tools, mcp: { tools: [query], sql_argument: 'a..b' } } }
+  - { id: h, deny: { target: db, sql: { statements: [], functions: [pg_read_file] } } }
+",
+    );
+    assert_eq!(
+        errors(&src),
+        [
+            "15:73: unknown statement kind `selct`; did you mean `select`?",
+            "15:80: unknown object type `tabel` in `drop tabel`; did you mean `table`?",
+            "16:69: table pattern `orders` must be schema-qualified: unqualified names in SQL resolve to schema `public`, so write `public.orders`",
+            "16:88: unknown key `statments` in the `sql` matcher; did you mean `statements`?",
+            "17:56: `sql` applies only to postgres targets; target `tools` is mcp (for a tool's SQL argument write `mcp: { tools: [...], sql_argument: <path>, sql: {...} }`)",
+            "18:79: `sql` inside `mcp` needs `sql_argument`: the path of the tool argument holding the SQL (e.g. `sql_argument: sql`)",
+            "19:63: `sql_argument` names an argument of `tools/call`: list the tools it applies to in `tools`",
+            "20:63: `without_where` restricts the rule to UPDATE/DELETE without WHERE, but `statements` lists no statement that can contain one: the rule matches nothing",
+            "21:74: invalid argument path `a..b`: expected a key, found `.` at character 3",
+            "22:53: `sql.statements` cannot be an empty list: omit `statements` to match every statement kind",
         ]
     );
 }

@@ -65,3 +65,33 @@ fn the_documented_example_checks_cleanly() {
     assert_eq!(rendered, Vec::<String>::new());
     assert!(c.policy.is_some());
 }
+
+#[test]
+fn example_test_files_pass() {
+    // Every example directory with a `policy.test.yaml` passes it
+    // (examples/orders-db exercises the SQL rules).
+    let root = common::repo_root().join("examples");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        let tests = dir.join("policy.test.yaml");
+        if !tests.is_file() {
+            continue;
+        }
+        let loaded = policy_compiler::load(&dir.join("policy.yaml")).unwrap();
+        let policy = loaded.compiled.policy.as_ref().unwrap();
+        let file = policy_compiler::suite::parse(&std::fs::read(&tests).unwrap(), policy);
+        assert_eq!(file.diagnostics, vec![], "{}", tests.display());
+        let r = policy_compiler::suite::run_file(policy, "policy.test.yaml", &file);
+        let failures: Vec<_> = r
+            .cases
+            .iter()
+            .filter(|c| c.status != policy_compiler::suite::Status::Pass)
+            .collect();
+        assert!(failures.is_empty(), "{}: {failures:#?}", tests.display());
+        seen.push(dir.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    seen.sort();
+    assert!(seen.contains(&"orders-db".to_string()), "{seen:?}");
+    assert!(seen.contains(&"mcp-tools".to_string()), "{seen:?}");
+}

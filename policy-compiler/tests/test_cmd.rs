@@ -104,7 +104,7 @@ fn test_file_errors_have_positions() {
 }
 
 #[test]
-fn sql_and_masking_are_not_supported_yet() {
+fn sql_cases_need_a_postgres_target_and_masking_is_not_supported_yet() {
     let e = errors_of(
         r#"  - name: sql
     identity: alice
@@ -121,7 +121,7 @@ fn sql_and_masking_are_not_supported_yet() {
     assert_eq!(
         e,
         [
-            "t.yaml:7:5: error: `sql` cases are not supported yet: they arrive with the PostgreSQL support",
+            "t.yaml:6:13: error: a `sql` request needs a postgres target; target `tools` is mcp",
             "t.yaml:13:32: error: `masked` expectations are not supported yet: they arrive with masking",
         ]
     );

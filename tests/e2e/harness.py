@@ -260,6 +260,16 @@ rules:
       mcp:
         tools: [k8s_get_secrets]
 
+  - id: analysts-sql-orders
+    reason: agents read orders, nothing else
+    allow:
+      roles: [analyst]
+      target: tools
+      mcp:
+        tools: [query]
+        sql_argument: sql
+        sql: {{ statements: [select], tables: [public.orders] }}
+
   - id: deployers-operate
     allow:
       roles: [deployer]

@@ -11,7 +11,7 @@ port and binding it). Responses are `application/json` by default
 (`Mcp-Session-Id`, the realistic deployment) unless --stateless.
 
 Tools: deploy, k8s_get_pods, k8s_get_secrets, delete_everything, scale,
-search_orders, summarize_ticket, run_migration, whoami (the tools of the
+search_orders, summarize_ticket, run_migration, query, whoami (the tools of the
 tests' policy and of examples/mcp-tools/policy.yaml). Resources:
 docs://public/readme, docs://secret/keys. Prompts: summarize, triage,
 admin_prompt.
@@ -109,6 +109,12 @@ def build_server(name: str = "pinhole-e2e") -> MCPServer:
         """Run a database schema migration."""
         _executed("run_migration", name=name)
         return f"migration {name} applied"
+
+    @mcp.tool()
+    def query(sql: str) -> list[dict[str, Any]]:
+        """Run SQL against the orders database (an AI agent's SQL tool; canned rows)."""
+        _executed("query", sql=sql)
+        return [{"id": 1042, "status": "late"}, {"id": 1043, "status": "shipped"}]
 
     @mcp.tool()
     def whoami(ctx: Context) -> dict[str, str]:

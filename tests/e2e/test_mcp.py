@@ -154,6 +154,78 @@ async def test_numeric_bounds(stack, tokens) -> None:
     assert executed(stack, mark) == [{"tool": "scale", "arguments": {"replicas": 10}}]
 
 
+# ---------------------------------------------------------------- SQL through a tool argument
+
+async def test_sql_tool_select_on_orders_runs(stack, tokens) -> None:
+    mark = stack.exec_log.mark()
+    async with mcp_session(stack.url, tokens.analyst()) as client:
+        result = await client.call_tool("query", {"sql": "SELECT id, status FROM orders WHERE status = 'late'"})
+        assert not result.is_error, result
+        # Qualified, joined with itself, several statements: still only orders.
+        result = await client.call_tool(
+            "query", {"sql": "SELECT 1; SELECT o.id FROM public.orders o JOIN orders p ON p.id = o.id"}
+        )
+        assert not result.is_error, result
+    assert [e["tool"] for e in executed(stack, mark)] == ["query", "query"]
+    assert executed(stack, mark)[0]["arguments"] == {"sql": "SELECT id, status FROM orders WHERE status = 'late'"}
+
+
+@pytest.mark.parametrize(
+    "sql, needle",
+    [
+        ("DELETE FROM orders", "statement `DELETE FROM orders`"),
+        ("WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d", "statement kind delete is not in [select]"),
+        ("SELECT * FROM customers", "table `public.customers` is not in"),
+        ("SELECT 1; DROP TABLE orders", "statement `DROP TABLE orders`"),
+    ],
+)
+async def test_sql_tool_refuses_what_the_rule_does_not_allow(stack, tokens, sql: str, needle: str) -> None:
+    mark = stack.exec_log.mark()
+    async with mcp_session(stack.url, tokens.analyst()) as client:
+        with pytest.raises(MCPError) as exc:
+            await client.call_tool("query", {"sql": sql})
+        assert_denied(exc.value, rule="analysts-sql-orders")
+        assert needle in exc.value.message, exc.value.message
+        assert "agents read orders, nothing else" in exc.value.message
+        # The session stays usable.
+        assert not (await client.call_tool("query", {"sql": "SELECT count(*) FROM orders"})).is_error
+    assert [e["arguments"]["sql"] for e in executed(stack, mark, "query")] == ["SELECT count(*) FROM orders"]
+
+
+async def test_sql_tool_refuses_unparsable_sql(stack, tokens) -> None:
+    mark = stack.exec_log.mark()
+    async with mcp_session(stack.url, tokens.analyst()) as client:
+        with pytest.raises(MCPError) as exc:
+            await client.call_tool("query", {"sql": "SELEC * FROM orders"})
+    assert_denied(exc.value, rule=None)
+    assert "the SQL in argument `sql` could not be parsed" in exc.value.message, exc.value.message
+    assert executed(stack, mark) == []
+
+
+def test_sql_tool_refusal_keeps_the_request_id(json_stack, tokens) -> None:
+    exec_mark = json_stack.exec_log.mark()
+    with RawMcp(json_stack.base_url, tokens.analyst()) as raw:
+        raw.initialize()
+        r = raw.post(harness.jsonrpc(
+            "tools/call", {"name": "query", "arguments": {"sql": "DROP TABLE orders"}}, id="sql-7"
+        ))
+        assert r.status_code == 200, r.text
+        reply = harness.parse_jsonrpc_response(r)
+    assert reply["id"] == "sql-7", reply
+    assert reply["error"]["code"] == DENIED, reply
+    assert reply["error"]["data"]["rule"] == "analysts-sql-orders", reply
+    assert json_stack.exec_log.since(exec_mark) == []
+
+
+async def test_sql_tool_is_listed_for_analysts_only(stack, tokens) -> None:
+    async with mcp_session(stack.url, tokens.analyst()) as client:
+        analyst = {t.name for t in (await client.list_tools()).tools}
+    async with mcp_session(stack.url, tokens.nobody()) as client:
+        nobody = {t.name for t in (await client.list_tools()).tools}
+    assert "query" in analyst
+    assert "query" not in nobody
+
+
 # ---------------------------------------------------------------- lists differ per role
 
 async def test_tools_list_is_filtered_per_role(stack, tokens) -> None:

@@ -1259,3 +1259,69 @@ fn sse_long_line_in_small_chunks_is_linear() {
     let v: Value = serde_json::from_str(&datas[0]).unwrap();
     assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 20_000);
 }
+
+// ---------------------------------------------------------- SQL arguments
+
+/// A tool whose `sql` argument is decided statement by statement, through
+/// the real evaluator.
+#[test]
+fn sql_tool_calls_are_decided_per_statement() {
+    use crate::policy::eval::evaluate;
+    use crate::policy::*;
+    let policy = Policy {
+        targets: vec![Target {
+            name: "tools".into(),
+            protocol: Protocol::Mcp,
+            forward_token: false,
+        }],
+        rules: vec![Rule {
+            id: "agent-sql".into(),
+            effect: Effect::Allow,
+            roles: vec![],
+            target: "tools".into(),
+            matcher: Matcher::Mcp(McpMatch {
+                tools: vec!["query".into()],
+                sql_argument: Some(ArgPath {
+                    path: vec![PathSeg::Key("sql".into())],
+                    path_text: "sql".into(),
+                }),
+                sql: Some(SqlMatch {
+                    statements: vec![StatementClass::Select],
+                    tables: vec!["public.orders".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            reason: None,
+        }],
+        ..Default::default()
+    };
+    let mut decide = |r: &Request| evaluate(&policy, &[], "tools", r);
+    let body = call(json!(1), "query", json!({"sql": "SELECT * FROM orders"}));
+    let v = evaluate_body(body.as_bytes(), &mut decide);
+    assert_eq!(v.outcome, BodyOutcome::Forward { lists: vec![] });
+    for (sql, needle) in [
+        ("DELETE FROM orders", "DELETE FROM orders"),
+        ("SELECT 1; DROP TABLE orders", "DROP TABLE orders"),
+        ("SELEC oops", "could not be parsed"),
+    ] {
+        let body = call(json!("q-7"), "query", json!({ "sql": sql }));
+        let v = evaluate_body(body.as_bytes(), &mut decide);
+        let BodyOutcome::Reply { status, body } = v.outcome else {
+            panic!("{sql} was forwarded")
+        };
+        assert_eq!(status, 200);
+        let r: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(r["id"], json!("q-7"));
+        assert_eq!(r["error"]["code"], json!(-32001));
+        let msg = r["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{msg}");
+    }
+    let body = call(json!(2), "query", json!({"sql": "DELETE FROM orders"}));
+    let v = evaluate_body(body.as_bytes(), &mut decide);
+    let BodyOutcome::Reply { body, .. } = v.outcome else {
+        panic!()
+    };
+    let r: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(r["error"]["data"]["rule"], json!("agent-sql"));
+}

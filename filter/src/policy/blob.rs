@@ -208,6 +208,7 @@ pub fn validate(p: &Policy) -> Result<(), BlobError> {
             (Matcher::Any, _)
                 | (Matcher::Mcp(_), Protocol::Mcp)
                 | (Matcher::Http(_), Protocol::Http)
+                | (Matcher::Sql(_), Protocol::Postgres)
         );
         if !ok {
             return Err(BlobError::Invalid(format!(
@@ -216,6 +217,20 @@ pub fn validate(p: &Policy) -> Result<(), BlobError> {
                 target.protocol.as_str(),
                 target.name
             )));
+        }
+        if let Matcher::Mcp(m) = &r.matcher {
+            if m.sql.is_some() && m.sql_argument.is_none() {
+                return Err(BlobError::Invalid(format!(
+                    "rule `{}` has an `sql` matcher without `sql_argument`",
+                    r.id
+                )));
+            }
+            if m.sql_argument.is_some() && m.tools.is_empty() {
+                return Err(BlobError::Invalid(format!(
+                    "rule `{}` names `sql_argument` without `tools`",
+                    r.id
+                )));
+            }
         }
     }
     for role in &p.roles {
@@ -328,5 +343,54 @@ mod tests {
         let mut p = sample();
         p.rules.push(p.rules[0].clone());
         assert!(matches!(encode(&p, &meta()), Err(BlobError::Invalid(_))));
+    }
+
+    #[test]
+    fn sql_matchers_fit_their_targets() -> Result<(), BlobError> {
+        let pg = Target {
+            name: "db".into(),
+            protocol: Protocol::Postgres,
+            forward_token: false,
+        };
+        let sql = SqlMatch {
+            statements: vec![
+                StatementClass::Select,
+                StatementClass::Drop(Some(SqlObject::Table)),
+            ],
+            tables: vec!["public.orders".into()],
+            ..Default::default()
+        };
+        // A SQL matcher on a postgres target round-trips.
+        let mut p = sample();
+        p.targets.push(pg);
+        let mut r = p.rules[0].clone();
+        r.id = "b".into();
+        r.target = "db".into();
+        r.matcher = Matcher::Sql(sql.clone());
+        p.rules.push(r);
+        assert_eq!(decode(&encode(&p, &meta())?)?.policy, p);
+        // …but not on an MCP target.
+        let mut bad = p.clone();
+        bad.rules[1].target = "tools".into();
+        assert!(matches!(encode(&bad, &meta()), Err(BlobError::Invalid(_))));
+        // An MCP tool's SQL argument round-trips; `sql` needs `sql_argument`.
+        let mut p = sample();
+        if let Matcher::Mcp(m) = &mut p.rules[0].matcher {
+            m.sql_argument = Some(ArgPath {
+                path: vec![PathSeg::Key("sql".into())],
+                path_text: "sql".into(),
+            });
+            m.sql = Some(sql);
+        }
+        assert_eq!(decode(&encode(&p, &meta())?)?.policy, p);
+        if let Matcher::Mcp(m) = &mut p.rules[0].matcher {
+            m.sql_argument = None;
+        }
+        assert!(matches!(encode(&p, &meta()), Err(BlobError::Invalid(_))));
+        // Policies without SQL serialise as before (no new keys).
+        let bytes = encode(&sample(), &meta())?;
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("sql"), "{text}");
+        Ok(())
     }
 }

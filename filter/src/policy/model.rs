@@ -208,6 +208,8 @@ pub enum Matcher {
     Any,
     Mcp(McpMatch),
     Http(HttpMatch),
+    /// SQL statements on a `postgres` target (one statement at a time).
+    Sql(SqlMatch),
 }
 
 /// MCP matcher. Each list, when non-empty, makes the rule apply to one kind
@@ -227,6 +229,241 @@ pub struct McpMatch {
     pub prompts: Vec<String>,
     #[serde(default)]
     pub methods: Vec<String>,
+    /// The argument of the tool call holding SQL text. When set, the call is
+    /// decided statement by statement (see `policy::eval`), each statement
+    /// against `sql` (absent = any statement of a known kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_argument: Option<ArgPath>,
+    /// What the SQL in `sql_argument` may be (only with `sql_argument`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<SqlMatch>,
+}
+
+/// A path into a tool call's `arguments` (same syntax as the paths of
+/// argument constraints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgPath {
+    pub path: Vec<PathSeg>,
+    /// Source spelling, for messages.
+    pub path_text: String,
+}
+
+/// SQL matcher: every present condition must hold for a statement. See
+/// `policy::eval` for how allow/review and deny rules read `tables` and
+/// `functions`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SqlMatch {
+    /// Statement classes; empty = any statement of a known kind.
+    #[serde(default)]
+    pub statements: Vec<StatementClass>,
+    /// Globs over schema-qualified table names (`public.orders`,
+    /// `public.*`); unqualified names in SQL resolve to schema `public`.
+    /// Empty = any table.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Globs over function names (`pg_read_file`, `dblink*`,
+    /// `myschema.fn`). Empty = no condition on functions.
+    #[serde(default)]
+    pub functions: Vec<String>,
+    /// Only UPDATE/DELETE statements (nested ones included) without WHERE.
+    #[serde(default)]
+    pub without_where: bool,
+    /// Only `COPY … PROGRAM`.
+    #[serde(default)]
+    pub copy_program: bool,
+}
+
+/// A statement class as written in the policy (`select`, `copy to`,
+/// `drop table`, …). `Create`/`Alter`/`Drop` carry an optional object type
+/// (`None` = any object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementClass {
+    Select,
+    Insert,
+    Update,
+    Delete,
+    Merge,
+    /// `COPY … TO` and `COPY … FROM`.
+    Copy,
+    CopyTo,
+    CopyFrom,
+    Create(Option<SqlObject>),
+    Alter(Option<SqlObject>),
+    Drop(Option<SqlObject>),
+    Truncate,
+    Grant,
+    Revoke,
+    Do,
+    Call,
+    Set,
+    Show,
+    Transaction,
+    Explain,
+    Prepare,
+    Execute,
+    Deallocate,
+    Listen,
+    Notify,
+    Unlisten,
+    Vacuum,
+    Analyze,
+    Lock,
+    Comment,
+    Discard,
+    Cursor,
+}
+
+/// Object types of CREATE / ALTER / DROP classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqlObject {
+    Table,
+    View,
+    MaterializedView,
+    Index,
+    Schema,
+    Database,
+    /// Roles and users (`CREATE USER` is `CREATE ROLE … LOGIN`).
+    Role,
+    User,
+    Sequence,
+    Type,
+    Domain,
+    Function,
+    Procedure,
+    Trigger,
+    Extension,
+    Policy,
+    Server,
+    Collation,
+    Operator,
+}
+
+impl SqlObject {
+    pub const ALL: [SqlObject; 19] = [
+        SqlObject::Table,
+        SqlObject::View,
+        SqlObject::MaterializedView,
+        SqlObject::Index,
+        SqlObject::Schema,
+        SqlObject::Database,
+        SqlObject::Role,
+        SqlObject::User,
+        SqlObject::Sequence,
+        SqlObject::Type,
+        SqlObject::Domain,
+        SqlObject::Function,
+        SqlObject::Procedure,
+        SqlObject::Trigger,
+        SqlObject::Extension,
+        SqlObject::Policy,
+        SqlObject::Server,
+        SqlObject::Collation,
+        SqlObject::Operator,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SqlObject::Table => "table",
+            SqlObject::View => "view",
+            SqlObject::MaterializedView => "materialized view",
+            SqlObject::Index => "index",
+            SqlObject::Schema => "schema",
+            SqlObject::Database => "database",
+            SqlObject::Role => "role",
+            SqlObject::User => "user",
+            SqlObject::Sequence => "sequence",
+            SqlObject::Type => "type",
+            SqlObject::Domain => "domain",
+            SqlObject::Function => "function",
+            SqlObject::Procedure => "procedure",
+            SqlObject::Trigger => "trigger",
+            SqlObject::Extension => "extension",
+            SqlObject::Policy => "policy",
+            SqlObject::Server => "server",
+            SqlObject::Collation => "collation",
+            SqlObject::Operator => "operator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SqlObject> {
+        SqlObject::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+impl StatementClass {
+    /// Every class without an object type, by source name.
+    pub const SIMPLE: [(&'static str, StatementClass); 32] = [
+        ("select", StatementClass::Select),
+        ("insert", StatementClass::Insert),
+        ("update", StatementClass::Update),
+        ("delete", StatementClass::Delete),
+        ("merge", StatementClass::Merge),
+        ("copy", StatementClass::Copy),
+        ("copy to", StatementClass::CopyTo),
+        ("copy from", StatementClass::CopyFrom),
+        ("create", StatementClass::Create(None)),
+        ("alter", StatementClass::Alter(None)),
+        ("drop", StatementClass::Drop(None)),
+        ("truncate", StatementClass::Truncate),
+        ("grant", StatementClass::Grant),
+        ("revoke", StatementClass::Revoke),
+        ("do", StatementClass::Do),
+        ("call", StatementClass::Call),
+        ("set", StatementClass::Set),
+        ("show", StatementClass::Show),
+        ("transaction", StatementClass::Transaction),
+        ("explain", StatementClass::Explain),
+        ("prepare", StatementClass::Prepare),
+        ("execute", StatementClass::Execute),
+        ("deallocate", StatementClass::Deallocate),
+        ("listen", StatementClass::Listen),
+        ("notify", StatementClass::Notify),
+        ("unlisten", StatementClass::Unlisten),
+        ("vacuum", StatementClass::Vacuum),
+        ("analyze", StatementClass::Analyze),
+        ("lock", StatementClass::Lock),
+        ("comment", StatementClass::Comment),
+        ("discard", StatementClass::Discard),
+        ("cursor", StatementClass::Cursor),
+    ];
+
+    /// Parses a source spelling (`select`, `copy to`, `drop table`);
+    /// whitespace-insensitive, lower case.
+    pub fn parse(s: &str) -> Option<StatementClass> {
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let norm = words.join(" ");
+        if let Some((_, c)) = Self::SIMPLE.iter().find(|(n, _)| *n == norm) {
+            return Some(c.clone());
+        }
+        let (first, rest) = words.split_first()?;
+        let obj = SqlObject::parse(&rest.join(" "))?;
+        match *first {
+            "create" => Some(StatementClass::Create(Some(obj))),
+            "alter" => Some(StatementClass::Alter(Some(obj))),
+            "drop" => Some(StatementClass::Drop(Some(obj))),
+            _ => None,
+        }
+    }
+
+    /// The source spelling.
+    pub fn as_string(&self) -> String {
+        let obj = |verb: &str, o: &Option<SqlObject>| match o {
+            Some(o) => format!("{verb} {}", o.as_str()),
+            None => verb.to_owned(),
+        };
+        match self {
+            StatementClass::Create(o) => obj("create", o),
+            StatementClass::Alter(o) => obj("alter", o),
+            StatementClass::Drop(o) => obj("drop", o),
+            other => Self::SIMPLE
+                .iter()
+                .find(|(_, c)| c == other)
+                .map(|(n, _)| (*n).to_owned())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// A condition on a value inside a `tools/call`'s `arguments`.

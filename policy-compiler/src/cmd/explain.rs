@@ -8,7 +8,7 @@ use policy_compiler::suite;
 
 use super::{load_policy, usage_error, Exit, Format};
 
-const INLINE: [&str; 10] = [
+const INLINE: [&str; 11] = [
     "claims",
     "issuer",
     "target",
@@ -19,6 +19,7 @@ const INLINE: [&str; 10] = [
     "method",
     "params",
     "http",
+    "sql",
 ];
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +59,9 @@ pub struct Args {
     /// A plain HTTP request.
     #[arg(long, num_args = 2, value_names = ["METHOD", "PATH"], group = "request")]
     pub http: Option<Vec<String>>,
+    /// SQL text sent to a postgres target (every statement is decided).
+    #[arg(long, value_name = "SQL", group = "request")]
+    pub sql: Option<String>,
     /// Output format. `json` prints {"policy", "identity", "roles", "target", "request",
     /// "rules", "outcome"} on stdout.
     #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -106,9 +110,12 @@ fn inline(a: &Args) -> Result<Scenario, String> {
             method: m.clone(),
             path: p.clone(),
         }
+    } else if let Some(q) = &a.sql {
+        RequestSpec::Sql { text: q.clone() }
     } else {
         return Err(
-            "give a request: --tool, --resource, --prompt, --method or --http METHOD PATH".into(),
+            "give a request: --tool, --resource, --prompt, --method, --http METHOD PATH or --sql SQL"
+                .into(),
         );
     };
     Ok(Scenario {
