@@ -246,6 +246,11 @@ def main() -> int:
                   "analyst: alice@acme.example, corporate SSO, group analysts (RS256)", analyst, [
                       ("tool", "search_orders", {"query": "late deliveries"}),
                       ("tool", "summarize_ticket", {"ticket_id": "T-981"}),
+                      # An agent's SQL tool: each statement is classified like wire SQL.
+                      ("tool", "query", {"sql": "SELECT id, total FROM orders WHERE status = 'late'"}),
+                      ("tool", "query", {"sql": "DELETE FROM orders"}),
+                      ("tool", "query", {"sql": "WITH gone AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM gone"}),
+                      ("tool", "query", {"sql": "SELECT pg_read_file('/etc/passwd')"}),
                       ("tool", "deploy", {"environment": "staging", "replicas": 1}),
                       ("tool", "k8s_get_pods", {}),
                       ("resource", "docs://public/readme", {}),
