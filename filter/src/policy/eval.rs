@@ -1359,20 +1359,7 @@ mod tests {
     }
 
     fn query(p: &Policy, roles: &[&str], args: Value) -> Decision {
-        call_on(p, roles, "query", args)
-    }
-
-    fn call_on(p: &Policy, roles: &[&str], name: &str, args: Value) -> Decision {
-        let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
-        evaluate(
-            p,
-            &roles,
-            "tools",
-            &Request::ToolCall {
-                name,
-                arguments: &args,
-            },
-        )
+        call(p, roles, "query", args)
     }
 
     #[test]
@@ -1426,7 +1413,7 @@ mod tests {
         assert!(d.reason.contains("not a string"), "{}", d.reason);
         // Other roles: default deny; other tools are untouched by SQL.
         assert!(!query(&p, &["dev"], json!({"sql": "SELECT * FROM orders"})).allowed());
-        assert!(call_on(&p, a, "k8s_get", json!({})).allowed());
+        assert!(call(&p, a, "k8s_get", json!({})).allowed());
         // The trace covers each statement.
         let mut seen = Vec::new();
         let roles = vec!["analyst".to_string()];
