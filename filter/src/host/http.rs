@@ -70,7 +70,10 @@ impl Http {
     }
 
     fn log_decision(&self, engine: &Engine, what: &str, d: &Decision) {
-        let who = self.identity.as_ref();
+        self.log_decision_for(engine, self.identity.as_ref(), what, d);
+    }
+
+    fn log_decision_for(&self, engine: &Engine, who: Option<&Identity>, what: &str, d: &Decision) {
         let line = format!(
             "pinhole: decision={} rule={} target={} subject={} roles={} source={} request={} op=\"{}\" reason=\"{}\"",
             d.effect.as_str(),
@@ -120,41 +123,21 @@ impl Http {
         for (name, value) in engine.identity_headers(&who) {
             self.set_http_request_header(name, Some(&value));
         }
+        let method = self.get_http_request_header(":method").unwrap_or_default();
+        // Decided here, before the identity is stored for the body and
+        // response callbacks.
+        let http_decision = match engine.target.protocol {
+            Protocol::Http => Some(self.decide_http(engine, &who, &method)),
+            _ => None,
+        };
         self.identity = Some(who);
 
-        let method = self.get_http_request_header(":method").unwrap_or_default();
         match engine.target.protocol {
-            Protocol::Http => {
-                let raw_path = self.get_http_request_header(":path").unwrap_or_default();
-                let path = match engine::http_rule_path(&raw_path) {
-                    Ok(p) => p.to_string(),
-                    Err(why) => {
-                        let d = Decision {
-                            effect: Effect::Deny,
-                            rule: None,
-                            reason: why,
-                        };
-                        self.log_decision(engine, &format!("{method} -"), &d);
-                        return self.reply(engine::forbidden(&d));
-                    }
-                };
-                let d = match &self.identity {
-                    Some(who) => engine.decide(
-                        who,
-                        &Request::Http {
-                            method: &method,
-                            path: &path,
-                        },
-                    ),
-                    None => return self.reply(engine::unavailable("identity lost")),
-                };
-                self.log_decision(engine, &format!("{method} {path}"), &d);
-                if d.allowed() {
-                    Action::Continue
-                } else {
-                    self.reply(engine::forbidden(&d))
-                }
-            }
+            Protocol::Http => match http_decision {
+                Some(Ok(())) => Action::Continue,
+                Some(Err(reply)) => self.reply(reply),
+                None => self.reply(engine::unavailable("no decision")),
+            },
             Protocol::Mcp => {
                 if method == "GET" {
                     // The server-to-client SSE stream (and its replay with
@@ -185,6 +168,32 @@ impl Http {
                 "target `{}` is a postgres target; attach this filter to a postgres listener as a network filter",
                 engine.target.name
             ))),
+        }
+    }
+
+    /// A plain-HTTP request: method + path against the target's rules.
+    fn decide_http(&self, engine: &Engine, who: &Identity, method: &str) -> Result<(), Reply> {
+        let raw_path = self.get_http_request_header(":path").unwrap_or_default();
+        let d = match engine::http_rule_path(&raw_path) {
+            Ok(path) => {
+                let d = engine.decide(who, &Request::Http { method, path });
+                self.log_decision_for(engine, Some(who), &format!("{method} {path}"), &d);
+                d
+            }
+            Err(why) => {
+                let d = Decision {
+                    effect: Effect::Deny,
+                    rule: None,
+                    reason: why,
+                };
+                self.log_decision_for(engine, Some(who), &format!("{method} -"), &d);
+                d
+            }
+        };
+        if d.allowed() {
+            Ok(())
+        } else {
+            Err(engine::forbidden(&d))
         }
     }
 
@@ -225,10 +234,6 @@ impl Http {
                 })
             }
         }
-    }
-
-    fn visible_fn<'a>(engine: &'a Engine, who: &'a Identity) -> impl Fn(Item) -> bool + 'a {
-        move |item| engine.visible(who, item)
     }
 }
 
@@ -325,14 +330,21 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let loaded = self.loaded.clone();
-        let (Loaded::Ready(engine), Some(who)) = (&*loaded, self.identity.clone()) else {
+        // Most responses (every tools/call) pass untouched: nothing to do.
+        if matches!(self.response, ResponseMode::Pass) {
             return Action::Continue;
+        }
+        let loaded = self.loaded.clone();
+        let who = self.identity.take();
+        // Fail closed: without a policy and an identity nothing is visible.
+        let visible = |item: Item| match (&*loaded, &who) {
+            (Loaded::Ready(engine), Some(who)) => engine.visible(who, item),
+            _ => false,
         };
-        let visible = Self::visible_fn(engine, &who);
         let mode = std::mem::replace(&mut self.response, ResponseMode::Pass);
         let (next, action) = self.respond(mode, body_size, end_of_stream, &visible);
         self.response = next;
+        self.identity = who;
         action
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use policy_compiler::diag::plural;
 
-use super::{report, usage_error, Exit, Format};
+use super::{diagnostics_json, report, usage_error, Exit, Format};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,18 +27,7 @@ pub fn run(a: &Args) -> Exit {
     let c = &loaded.compiled;
     let ok = c.error_count() == 0 && !(a.deny_warnings && c.warning_count() > 0);
     if a.format == Format::Json {
-        let diags: Vec<_> = c
-            .diagnostics
-            .iter()
-            .map(|d| {
-                serde_json::json!({
-                    "severity": d.severity,
-                    "line": d.span.line,
-                    "col": d.span.col,
-                    "message": d.message,
-                })
-            })
-            .collect();
+        let diags = diagnostics_json(&c.diagnostics);
         let counts = c.policy.as_ref().map(|p| {
             serde_json::json!({
                 "issuers": p.issuers.len(),
