@@ -65,17 +65,14 @@ const ISSUER_KEYS: &[&str] = &[
 ];
 const REVOKED_KEYS: &[&str] = &["subjects", "token_ids"];
 const ROLE_KEYS: &[&str] = &["issuer", "subjects", "subject", "groups", "claims", "admin"];
-const TARGET_KEYS: &[&str] = &["protocol", "forward_token"];
-const TARGET_FUTURE: Future<'static> = &[
-    (
-        "backend_user",
-        "`backend_user` is not supported yet: backend credentials arrive with the PostgreSQL support",
-    ),
-    (
-        "backend_password_env",
-        "`backend_password_env` is not supported yet: backend credentials arrive with the PostgreSQL support",
-    ),
+const TARGET_KEYS: &[&str] = &[
+    "protocol",
+    "forward_token",
+    "backend_user",
+    "backend_password_env",
+    "backend_database",
 ];
+const TARGET_FUTURE: Future<'static> = &[];
 const RULE_KEYS: &[&str] = &["id", "reason", "allow", "deny", "review"];
 const EFFECTS: &[&str] = &["allow", "deny", "review"];
 const BODY_KEYS: &[&str] = &["roles", "target", "mcp", "http", "sql"];
@@ -940,11 +937,64 @@ impl Lower<'_, '_> {
                 }
             }
         };
-        let target = match (protocol, forward_token) {
-            (Some(protocol), Some(forward_token)) => Some(Target {
+        let mut ok = true;
+        let mut backend = |key: &str, ck: &mut Checker| -> Option<String> {
+            let e = f.get(key)?;
+            if protocol.is_some() && protocol != Some(Protocol::Postgres) {
+                ck.error(
+                    e.key_span,
+                    format!("`{key}` applies to postgres targets only"),
+                );
+                ok = false;
+                return None;
+            }
+            match ck.nonempty_string(&e.value, &format!("`{key}`")) {
+                Some(s) => Some(s.value),
+                None => {
+                    ok = false;
+                    None
+                }
+            }
+        };
+        let backend_user = backend("backend_user", &mut self.ck);
+        let backend_password_env = backend("backend_password_env", &mut self.ck);
+        let backend_database = backend("backend_database", &mut self.ck);
+        if let Some(env) = &backend_password_env {
+            let valid = env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !env.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                if let Some(e) = f.get("backend_password_env") {
+                    self.ck.error(
+                        e.value.span,
+                        format!(
+                            "`backend_password_env` names an environment variable, \
+                             not a password: `{}` is not a valid variable name \
+                             (letters, digits and `_`); never put the password itself in the policy",
+                            crate::compile::redact_hint(env)
+                        ),
+                    );
+                }
+                ok = false;
+            }
+        }
+        if protocol == Some(Protocol::Postgres) && backend_user.is_none() && ok {
+            self.ck.error(
+                f.span,
+                format!(
+                    "{what} is missing the required key `backend_user` (the database role \
+                     the filter logs in as; callers never learn its credentials)"
+                ),
+            );
+            ok = false;
+        }
+        let target = match (protocol, forward_token, ok) {
+            (Some(protocol), Some(forward_token), true) => Some(Target {
                 name: name.to_owned(),
                 protocol,
                 forward_token,
+                backend_user,
+                backend_password_env,
+                backend_database,
             }),
             _ => None,
         };
@@ -1797,4 +1847,16 @@ pub fn check_glob(p: &str) -> Result<(), String> {
         return Err("it ends with a lone `\\` (escape it as `\\\\`)".into());
     }
     Ok(())
+}
+
+/// A value shown in an error about a field that may hold a secret by
+/// mistake: only its first and last characters.
+pub(crate) fn redact_hint(v: &str) -> String {
+    let n = v.chars().count();
+    if n <= 4 {
+        return "*".repeat(n);
+    }
+    let first: String = v.chars().take(2).collect();
+    let last: String = v.chars().skip(n - 2).collect();
+    format!("{first}…{last}")
 }

@@ -470,7 +470,7 @@ fn protocol_specific_matchers_and_sql() {
 targets:
   tools: { protocol: mcp }
   api: { protocol: http }
-  db: { protocol: postgres }
+  db: { protocol: postgres, backend_user: app }
 rules:
   - { id: a, allow: { target: api, mcp: { tools: [x] } } }
   - { id: b, allow: { target: tools, http: { paths: [/x] } } }
@@ -496,7 +496,7 @@ fn sql_matchers() {
 roles: { analyst: { groups: [a] } }
 targets:
   tools: { protocol: mcp }
-  db: { protocol: postgres }
+  db: { protocol: postgres, backend_user: app }
 rules:
   - { id: a, allow: { roles: [analyst], target: db, sql: { statements: [selct, drop tabel, 'copy to'] } } }
   - { id: b, allow: { roles: [analyst], target: db, sql: { tables: [orders, public.*], statments: [select] } } }
@@ -580,11 +580,44 @@ masking: []
     assert_eq!(
         errors(&src),
         [
-            "11:29: `backend_user` is not supported yet: backend credentials arrive with the PostgreSQL support",
             "13:36: `approvers` is not supported yet: approvers arrive with the approvals support (until then every `review` rule refuses)",
             "14:1: `masking` is not supported yet: field and pattern masking arrive in a later release",
         ]
     );
+}
+
+#[test]
+fn backend_credentials() {
+    let src = with_head(
+        "\
+targets:
+  db: { protocol: postgres, backend_user: app, backend_password_env: DB_PASSWORD }
+  db2: { protocol: postgres }
+  db3: { protocol: postgres, backend_user: app, backend_password_env: 'hunter2!' }
+  api: { protocol: http, backend_user: app }
+",
+    );
+    assert_eq!(
+        errors(&src),
+        [
+            "12:8: target `db2` is missing the required key `backend_user` (the database role the filter logs in as; callers never learn its credentials)",
+            "13:71: `backend_password_env` names an environment variable, not a password: `hu…2!` is not a valid variable name (letters, digits and `_`); never put the password itself in the policy",
+            "14:26: `backend_user` applies to postgres targets only",
+        ]
+    );
+    let ok = with_head(
+        "\
+targets:
+  db: { protocol: postgres, backend_user: app, backend_password_env: DB_PASSWORD, backend_database: orders }
+",
+    );
+    let c = compile_str(&ok);
+    assert_eq!(common::render(&c), Vec::<String>::new());
+    let p = c.policy.unwrap();
+    let t = &p.targets[0];
+    assert_eq!(t.backend_user.as_deref(), Some("app"));
+    assert_eq!(t.backend_password_env.as_deref(), Some("DB_PASSWORD"));
+    assert_eq!(t.backend_database.as_deref(), Some("orders"));
 }
 
 #[test]

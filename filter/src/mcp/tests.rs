@@ -1273,6 +1273,9 @@ fn sql_tool_calls_are_decided_per_statement() {
             name: "tools".into(),
             protocol: Protocol::Mcp,
             forward_token: false,
+            backend_user: None,
+            backend_password_env: None,
+            backend_database: None,
         }],
         rules: vec![Rule {
             id: "agent-sql".into(),

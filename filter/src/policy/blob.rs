@@ -267,6 +267,9 @@ mod tests {
                 name: "tools".into(),
                 protocol: Protocol::Mcp,
                 forward_token: false,
+                backend_user: None,
+                backend_password_env: None,
+                backend_database: None,
             }],
             rules: vec![Rule {
                 id: "a".into(),
@@ -351,6 +354,9 @@ mod tests {
             name: "db".into(),
             protocol: Protocol::Postgres,
             forward_token: false,
+            backend_user: None,
+            backend_password_env: None,
+            backend_database: None,
         };
         let sql = SqlMatch {
             statements: vec![

@@ -910,6 +910,9 @@ mod tests {
                 name: "tools".into(),
                 protocol: Protocol::Mcp,
                 forward_token: false,
+                backend_user: None,
+                backend_password_env: None,
+                backend_database: None,
             }],
             rules: vec![
                 rule(
@@ -1080,11 +1083,17 @@ mod tests {
                     name: "tools".into(),
                     protocol: Protocol::Mcp,
                     forward_token: false,
+                    backend_user: None,
+                    backend_password_env: None,
+                    backend_database: None,
                 },
                 Target {
                     name: "orders-db".into(),
                     protocol: Protocol::Postgres,
                     forward_token: false,
+                    backend_user: None,
+                    backend_password_env: None,
+                    backend_database: None,
                 },
             ],
             rules: vec![

@@ -163,6 +163,20 @@ pub struct Target {
     /// the upstream receives the verified identity in `x-pinhole-*` headers.
     #[serde(default)]
     pub forward_token: bool,
+    /// Postgres targets: the database role the filter logs in as. The
+    /// caller's startup `user` is replaced by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_user: Option<String>,
+    /// Postgres targets: the name of the environment variable (set by the
+    /// operator in the Envoy `vm_config.environment_variables`) holding the
+    /// backend role's password. The password itself never enters the blob.
+    /// `None`: the database must not ask for a password (trust).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_password_env: Option<String>,
+    /// Postgres targets: the database to connect to, replacing the caller's
+    /// startup `database`. `None`: the caller's choice is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_database: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
