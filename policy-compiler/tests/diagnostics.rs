@@ -609,6 +609,8 @@ targets:
         "\
 targets:
   db: { protocol: postgres, backend_user: app, backend_password_env: DB_PASSWORD, backend_database: orders }
+rules:
+  - { id: r, deny: { target: db, sql: { statements: [drop] } } }
 ",
     );
     let c = compile_str(&ok);
