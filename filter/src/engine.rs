@@ -11,12 +11,17 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::identity::{self, AuthError, Identity, TokenCache, Verifier};
+use crate::pg::cache::SqlCache;
+use crate::pg::session::{Authority, Backend};
+use crate::pg::sql::{StatementInfo, StatementKind};
 use crate::policy::blob;
 use crate::policy::eval::{self, Decision, Item, Request};
-use crate::policy::{Effect, Policy, Target};
+use crate::policy::{Effect, Policy, Protocol, Target};
 
 /// Verified tokens kept per worker VM.
 pub const TOKEN_CACHE_CAPACITY: usize = 1024;
+/// SQL classifications kept per worker VM.
+pub const SQL_CACHE_CAPACITY: usize = 2048;
 /// Longest `Authorization` header considered (a JWT is far shorter).
 pub const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
 
@@ -35,6 +40,36 @@ pub struct PluginConfig {
     pub target: String,
     /// The compiled policy blob, base64 (standard alphabet, padded).
     pub policy: String,
+    /// Which Envoy filter this instance is: `http` (an
+    /// `envoy.filters.http.wasm`, the default) or `postgres` (an
+    /// `envoy.filters.network.wasm` before `tcp_proxy`). Stated here so the
+    /// filter knows its kind even when the policy fails to load.
+    #[serde(default)]
+    pub listener: Listener,
+}
+
+/// The kind of Envoy filter an instance runs as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Listener {
+    #[default]
+    Http,
+    Postgres,
+}
+
+impl Listener {
+    /// The listener kind named in a plugin configuration, even one whose
+    /// policy does not load (`Http` when unreadable).
+    pub fn of_config(bytes: &[u8]) -> Listener {
+        #[derive(Deserialize)]
+        struct Peek {
+            #[serde(default)]
+            listener: Listener,
+        }
+        serde_json::from_slice::<Peek>(bytes)
+            .map(|p| p.listener)
+            .unwrap_or_default()
+    }
 }
 
 /// A loaded policy, ready to decide requests for one target.
@@ -45,6 +80,9 @@ pub struct Engine {
     pub digest: String,
     verifier: Verifier,
     cache: RefCell<TokenCache>,
+    /// Postgres targets: the backend credentials, or why they are missing.
+    backend: Result<Backend, String>,
+    sql_cache: RefCell<SqlCache>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -76,11 +114,39 @@ impl Engine {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(cfg.policy.trim().as_bytes())
             .map_err(|e| format!("plugin configuration `policy` is not valid base64: {e}"))?;
-        Engine::from_blob(&raw, &cfg.target)
+        let engine = Engine::from_blob_with_env(&raw, &cfg.target, &|k| std::env::var(k).ok())?;
+        let want = match cfg.listener {
+            Listener::Http => "an http or mcp",
+            Listener::Postgres => "a postgres",
+        };
+        let fits = match cfg.listener {
+            Listener::Http => engine.target.protocol != Protocol::Postgres,
+            Listener::Postgres => engine.target.protocol == Protocol::Postgres,
+        };
+        if !fits {
+            return Err(format!(
+                "plugin configuration says `listener: {:?}`, which needs {want} target, but target `{}` is {}",
+                cfg.listener,
+                engine.target.name,
+                engine.target.protocol.as_str()
+            ));
+        }
+        Ok(engine)
     }
 
-    /// Load a blob for `target`.
+    /// Load a blob for `target` (backend passwords from the process
+    /// environment).
     pub fn from_blob(raw: &[u8], target: &str) -> Result<Engine, String> {
+        Engine::from_blob_with_env(raw, target, &|k| std::env::var(k).ok())
+    }
+
+    /// Load a blob for `target`, reading environment variables through
+    /// `env`.
+    pub fn from_blob_with_env(
+        raw: &[u8],
+        target: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Engine, String> {
         let b = blob::decode(raw).map_err(|e| e.to_string())?;
         let t = b.policy.target(target).cloned().ok_or_else(|| {
             let known: Vec<&str> = b.policy.targets.iter().map(|t| t.name.as_str()).collect();
@@ -92,12 +158,18 @@ impl Engine {
         })?;
         let verifier = Verifier::new(&b.policy)
             .map_err(|e| format!("policy {}: {e}", short_digest(&b.digest)))?;
+        let backend = resolve_backend(&t, env);
+        if let (Protocol::Postgres, Err(e)) = (t.protocol, &backend) {
+            return Err(format!("policy {}: {e}", short_digest(&b.digest)));
+        }
         Ok(Engine {
             target: t,
             policy: b.policy,
             digest: b.digest,
             verifier,
             cache: RefCell::new(TokenCache::new(TOKEN_CACHE_CAPACITY)),
+            backend,
+            sql_cache: RefCell::new(SqlCache::new(SQL_CACHE_CAPACITY)),
         })
     }
 
@@ -109,6 +181,14 @@ impl Engine {
         now: u64,
     ) -> Result<Identity, AuthError> {
         let token = bearer_token(authorization)?;
+        self.authenticate_token(token, now)
+    }
+
+    /// Verify a bare token (cache first), check revocation, map to roles.
+    pub fn authenticate_token(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
+        if token.len() > MAX_AUTHORIZATION_LEN {
+            return Err(AuthError::Malformed);
+        }
         let cached = self
             .cache
             .try_borrow()
@@ -132,6 +212,61 @@ impl Engine {
         })
     }
 
+    /// Expiry (with the issuer's leeway) and revocation under this policy.
+    pub fn recheck(&self, who: &Identity, now: u64) -> Result<(), AuthError> {
+        let leeway = self
+            .policy
+            .issuers
+            .iter()
+            .find(|i| i.name == who.token.issuer_name)
+            .map(|i| i.leeway_secs)
+            .unwrap_or(0);
+        if now > who.token.exp.saturating_add(leeway) {
+            return Err(AuthError::Expired);
+        }
+        identity::jwt::check_revoked(&self.policy, &who.token)
+    }
+
+    /// Decide a SQL text on this (postgres) target: every statement, with
+    /// classifications cached by normalized text.
+    pub fn decide_sql(&self, who: &Identity, sql: &str) -> Decision {
+        let classified = match self.sql_cache.try_borrow_mut() {
+            Ok(mut c) => c.classify(sql),
+            Err(_) => crate::pg::sql::classify(sql).map(std::rc::Rc::from),
+        };
+        match classified {
+            Ok(statements) => {
+                let d = eval::evaluate_statements(
+                    &self.policy,
+                    &who.roles,
+                    &self.target.name,
+                    &statements,
+                    &mut |_| {},
+                );
+                if d.allowed() || statements.len() != 1 {
+                    return d;
+                }
+                // A refusal quotes the statement: judge the exact text so
+                // the message shows the caller's literals, not the cached
+                // ones.
+                eval::evaluate_sql(&self.policy, &who.roles, &self.target.name, sql, &mut |_| {})
+            }
+            Err(e) => Decision {
+                effect: Effect::Deny,
+                rule: None,
+                reason: format!("the SQL could not be parsed: {e}"),
+            },
+        }
+    }
+
+    /// `(hits, misses)` of the SQL classification cache.
+    pub fn sql_cache_stats(&self) -> (u64, u64) {
+        self.sql_cache
+            .try_borrow()
+            .map(|c| c.stats())
+            .unwrap_or_default()
+    }
+
     pub fn decide(&self, who: &Identity, req: &Request) -> Decision {
         eval::evaluate(&self.policy, &who.roles, &self.target.name, req)
     }
@@ -148,6 +283,86 @@ impl Engine {
             (HEADER_ROLES, header_safe(&who.roles.join(","))),
         ]
     }
+}
+
+impl Authority for Engine {
+    fn backend(&self) -> Result<&Backend, String> {
+        if self.target.protocol != Protocol::Postgres {
+            return Err(format!(
+                "target `{}` is a {} target; a PostgreSQL listener needs a postgres target",
+                self.target.name,
+                self.target.protocol.as_str()
+            ));
+        }
+        self.backend.as_ref().map_err(Clone::clone)
+    }
+
+    fn authenticate(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
+        self.authenticate_token(token, now)
+    }
+
+    fn recheck(&self, who: &Identity, now: u64) -> Result<(), AuthError> {
+        Engine::recheck(self, who, now)
+    }
+
+    fn decide_sql(&self, who: &Identity, sql: &str) -> Decision {
+        Engine::decide_sql(self, who, sql)
+    }
+
+    fn decide_function_call(&self, who: &Identity, oid: u32) -> Decision {
+        let statement = StatementInfo {
+            kind: StatementKind::FunctionCall,
+            reads: Vec::new(),
+            writes: Vec::new(),
+            functions: Vec::new(),
+            dml_kinds: Vec::new(),
+            has_where: true,
+            copy_program: false,
+            copy_file: false,
+            inner: None,
+            text: format!("<fast-path call of function oid {oid}>"),
+        };
+        eval::evaluate(
+            &self.policy,
+            &who.roles,
+            &self.target.name,
+            &Request::Sql {
+                statement: &statement,
+            },
+        )
+    }
+}
+
+/// The backend credentials of a postgres target, the password read from
+/// the environment variable the target names.
+fn resolve_backend(t: &Target, env: &dyn Fn(&str) -> Option<String>) -> Result<Backend, String> {
+    let user = t.backend_user.clone().ok_or_else(|| {
+        format!(
+            "target `{}` has no `backend_user`: recompile the policy with a current `pinhole`",
+            t.name
+        )
+    })?;
+    let password = match &t.backend_password_env {
+        None => None,
+        Some(var) => match env(var) {
+            Some(p) if !p.is_empty() => Some(p),
+            _ => {
+                return Err(format!(
+                    "target `{}` takes the backend password from environment variable `{var}`, \
+                     which is not set in the Wasm VM: add it to the filter's \
+                     `vm_config.environment_variables` (`host_env_keys: [{var}]` passes Envoy's own \
+                     environment, `key_values` sets it inline)",
+                    t.name
+                ))
+            }
+        },
+    };
+    Ok(Backend {
+        user,
+        password,
+        database: t.backend_database.clone(),
+        target: t.name.clone(),
+    })
 }
 
 pub fn short_digest(d: &str) -> &str {

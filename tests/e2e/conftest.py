@@ -276,4 +276,126 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
                 rep.sections.append((f"envoy {envoy.name} ({envoy.log_path})", "\n".join(lines[-12:])))
         for server in world.servers.values():
             rep.sections.append((f"MCP server {server.name} ({server.log_path})", server.log_tail(8)))
+    if rep.failed and rep.when in ("setup", "call"):
+        for cluster in _PG_CLUSTERS:  # PostgreSQL (defined below)
+            rep.sections.append((f"postgres {cluster.name} ({cluster.log_path})", cluster.log_tail(12)))
     return rep
+
+
+# ---------------------------------------------------------------- PostgreSQL (issue 3)
+#
+#   PostgreSQL 15 cluster (pg.Cluster, session)      pg_cluster
+#     ◀─ Envoy + pinhole.wasm network filter (target orders-db)   pg_stack
+#     ◀─ Envoy tcp_proxy only (baseline, sanity)                   pg_tcp_stack
+#
+# The cluster's backend role password is random per session; only the
+# cluster and the filter Envoy's environment (pg.PASSWORD_ENV) hold it.
+
+import pg  # noqa: E402 - grouped with the fixtures that use it
+
+_PG_CLUSTERS: list[pg.Cluster] = []
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pg.Cluster]:
+    """A throwaway PostgreSQL 15 cluster on a free loopback port (pg.py).
+    Missing binaries fail the tests (never skip them) naming scripts/setup.sh."""
+    try:
+        cluster = pg.Cluster("e2e")
+    except pg.PgUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    _PG_CLUSTERS.append(cluster)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        _PG_CLUSTERS.remove(cluster)
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_policy_file(workdir: Path, keys: KeySet) -> Path:
+    path = workdir / "policy-postgres.yaml"  # beside the JWKS files it names
+    path.write_text(pg.policy_yaml())
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_blob(artifacts: harness.Artifacts, pg_policy_file: Path, workdir: Path) -> bytes:
+    return harness.compile_policy(artifacts.pinhole, pg_policy_file, workdir / "policy-postgres.bin")
+
+
+class PgStack:
+    """An Envoy listener in front of the test cluster."""
+
+    def __init__(self, name: str, envoy: envoyctl.Envoy, cluster: pg.Cluster) -> None:
+        self.name = name
+        self.envoy = envoy
+        self.cluster = cluster
+
+    @property
+    def port(self) -> int:
+        return self.envoy.listen_port
+
+    def raw(self, *, timeout: float = 10) -> pg.RawPg:
+        return pg.RawPg("127.0.0.1", self.port, timeout=timeout)
+
+    def psql(self, token: str, sql: str | list[str], *, user: str = "alice", **kw: Any) -> Any:
+        return pg.psql(self.port, user, token, sql, **kw)
+
+    def healthy(self) -> bool:
+        return self.envoy.ready()
+
+    def __repr__(self) -> str:
+        return f"<PgStack {self.name}>"
+
+
+def _pg_envoy(world: World, name: str, template: str, cluster: pg.Cluster, **values: Any) -> envoyctl.Envoy:
+    """An Envoy for a postgres template, registered in the World (stopped at
+    the end, its log attached to failures); the filter's Envoy gets the
+    backend password in its environment."""
+    if name not in world.envoys:
+        config = envoyctl.render(envoyctl.ROOT / "envoy" / template, world.workdir / f"{name}.envoy.yaml",
+                                 UPSTREAM_PORT=cluster.port, **values)
+        envoy = envoyctl.Envoy(config, world.workdir, name=name, env={pg.PASSWORD_ENV: cluster.password})
+        world.envoys[name] = envoy
+        envoy.start(timeout=60)
+    return world.envoys[name]
+
+
+@pytest.fixture(scope="session")
+def pg_stack(world: World, pg_cluster: pg.Cluster, pg_blob: bytes) -> PgStack:
+    """Pinhole (network filter, target orders-db) + tcp_proxy in front of the cluster."""
+    envoy = _pg_envoy(world, "postgres", "postgres.yaml", pg_cluster,
+                      WASM=world.artifacts.wasm, PASSWORD_ENV=pg.PASSWORD_ENV,
+                      PLUGIN_CONFIG=envoyctl.plugin_config(pg.TARGET, pg_blob, listener="postgres"))
+    return PgStack("postgres", envoy, pg_cluster)
+
+
+@pytest.fixture(scope="session")
+def pg_tcp_stack(world: World, pg_cluster: pg.Cluster) -> PgStack:
+    """tcp_proxy only (no filter): clients log in with the real password."""
+    envoy = _pg_envoy(world, "postgres-tcp", "postgres-tcp.yaml", pg_cluster)
+    return PgStack("postgres-tcp", envoy, pg_cluster)
+
+
+@pytest.fixture(scope="session")
+def pg_tokens(keys: KeySet) -> pg.PgTokens:
+    return pg.PgTokens(keys)
+
+
+@pytest.fixture(params=["scram-sha-256", "md5"])
+def pg_auth(request: pytest.FixtureRequest, pg_cluster: pg.Cluster) -> str:
+    """Tests using it run once per backend authentication method the filter
+    must answer: the cluster's pg_hba (and the stored password) switch to it."""
+    pg_cluster.set_auth(request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def pg_fresh(pg_cluster: pg.Cluster) -> pg.Cluster:
+    """Seed data restored and scram-sha-256 (the default) before the test;
+    pg_auth, requested after it, switches the method."""
+    pg_cluster.reset_data()
+    pg_cluster.set_auth("scram-sha-256")
+    return pg_cluster

@@ -6,7 +6,9 @@
         envoy.listen_url                 # http://127.0.0.1:<port>
 
 The shipped configs in envoy/ are templates with {{ADMIN_PORT}},
-{{LISTEN_PORT}}, {{UPSTREAM_PORT}}, {{WASM}} and {{PLUGIN_CONFIG}}. ADMIN_PORT
+{{LISTEN_PORT}}, {{UPSTREAM_PORT}}, {{WASM}} and {{PLUGIN_CONFIG}} (and
+{{PASSWORD_ENV}} in envoy/postgres.yaml: the name of the variable holding the
+backend password, which `Envoy(..., env={NAME: password})` sets). ADMIN_PORT
 and LISTEN_PORT default to 0: the kernel picks free ports at bind time (no
 race between choosing a port and binding it), and the harness learns them
 from --admin-address-path and the admin API's /listeners.
@@ -129,12 +131,17 @@ class Envoy:
     start()/stop(); stop() kills by PID and is safe to call twice."""
 
     def __init__(self, config: str | Path, workdir: str | Path, *, name: str | None = None,
-                 log_level: str = "info", extra_args: list[str] | None = None) -> None:
+                 log_level: str = "info", extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.config = Path(config)
         self.workdir = Path(workdir)
         self.name = name or self.config.stem
         self.log_level = log_level
         self.extra_args = extra_args or []
+        # Extra environment variables for the Envoy process (on top of ours):
+        # e.g. the backend password a postgres listener's VM reads through
+        # vm_config.environment_variables.host_env_keys.
+        self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.admin_port: int | None = None
         self.listen_ports: dict[str, int] = {}
@@ -160,7 +167,8 @@ class Envoy:
             # Own process group: stop() can reach Envoy even if it forks, and a
             # Ctrl-C in the terminal does not race our orderly shutdown.
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         env={**os.environ, **self.env} if self.env else None)
         finally:
             log.close()
         try:
@@ -223,6 +231,16 @@ class Envoy:
         if not self.listen_ports:
             raise EnvoyError(f"Envoy {self.name} has no listener")
         return next(iter(self.listen_ports.values()))
+
+    def ready(self) -> bool:
+        """The process runs and the admin API answers /ready with LIVE."""
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        try:
+            status, body = self.admin_get("/ready")
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return False
+        return status == 200 and "LIVE" in body
 
     @property
     def listen_url(self) -> str:

@@ -2,19 +2,20 @@
 //! Envoy and the host-free engine and never decides anything itself.
 
 mod http;
+mod tcp;
 
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use crate::engine::{short_digest, Engine};
+use crate::engine::{short_digest, Engine, Listener};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { loaded: Rc::new(Loaded::NotConfigured) })
+        Box::new(Root { loaded: Rc::new(Loaded::NotConfigured), listener: Listener::Http })
     });
 }}
 
@@ -29,6 +30,9 @@ pub(crate) enum Loaded {
 
 struct Root {
     loaded: Rc<Loaded>,
+    /// HTTP or network filter: from the plugin configuration, so it is
+    /// known even when the policy does not load.
+    listener: Listener,
 }
 
 impl Context for Root {}
@@ -36,6 +40,7 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let cfg = self.get_plugin_configuration().unwrap_or_default();
+        self.listener = Listener::of_config(&cfg);
         self.loaded = Rc::new(match Engine::from_plugin_config(&cfg) {
             Ok(engine) => {
                 log::info!(
@@ -52,7 +57,7 @@ impl RootContext for Root {
             }
             Err(reason) => {
                 log::error!(
-                    "pinhole: policy NOT loaded, refusing all traffic with 503 (fail closed): {reason}"
+                    "pinhole: policy NOT loaded, refusing all traffic (HTTP 503, PostgreSQL 08004; fail closed): {reason}"
                 );
                 Loaded::Failed(reason)
             }
@@ -66,8 +71,15 @@ impl RootContext for Root {
         Some(Box::new(http::Http::new(context_id, self.loaded.clone())))
     }
 
+    fn create_stream_context(&self, context_id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(tcp::Tcp::new(context_id, self.loaded.clone())))
+    }
+
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        Some(match self.listener {
+            Listener::Http => ContextType::HttpContext,
+            Listener::Postgres => ContextType::StreamContext,
+        })
     }
 }
 

@@ -1375,3 +1375,52 @@ fn hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+/// A simple-protocol `Query`.
+pub fn query(sql: &str) -> Vec<u8> {
+    FrontendMessage::Query {
+        sql: sql.to_owned(),
+    }
+    .encode()
+}
+
+/// `Parse` of `sql` (no parameter types) into statement `name`.
+pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+    FrontendMessage::Parse {
+        name: name.to_owned(),
+        query: sql.to_owned(),
+        param_types: Vec::new(),
+    }
+    .encode()
+}
+
+/// `Bind` of statement `statement` (no parameters, text results) to
+/// portal `portal`.
+pub fn bind(portal: &str, statement: &str) -> Vec<u8> {
+    FrontendMessage::Bind(Bind {
+        portal: portal.to_owned(),
+        statement: statement.to_owned(),
+        param_formats: Vec::new(),
+        params: Vec::new(),
+        result_formats: Vec::new(),
+    })
+    .encode()
+}
+
+/// `Execute` of portal `portal`, all rows.
+pub fn execute(portal: &str) -> Vec<u8> {
+    FrontendMessage::Execute {
+        portal: portal.to_owned(),
+        max_rows: 0,
+    }
+    .encode()
+}
+
+/// `Close` of a statement or portal.
+pub fn close(kind: TargetKind, name: &str) -> Vec<u8> {
+    FrontendMessage::Close {
+        kind,
+        name: name.to_owned(),
+    }
+    .encode()
+}

@@ -4,8 +4,10 @@
 //! Host-free: the network filter (wired separately) feeds bytes in and gets
 //! messages, classifications and rewritten bytes back.
 
+pub mod cache;
 pub mod codec;
 pub mod scram;
+pub mod session;
 pub mod sql;
 
 #[cfg(test)]

@@ -173,6 +173,8 @@ pub enum StatementKind {
     Comment,
     /// DECLARE / FETCH / CLOSE of a cursor.
     Cursor,
+    /// A fast-path FunctionCall protocol message (not SQL text).
+    FunctionCall,
     /// A statement variant not classified here, by variant name: denied
     /// unless a policy names it.
     Other(String),

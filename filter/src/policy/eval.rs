@@ -569,6 +569,7 @@ pub fn kind_name(k: &StatementKind) -> String {
         StatementKind::Lock => "lock",
         StatementKind::Comment => "comment",
         StatementKind::Cursor => "cursor",
+        StatementKind::FunctionCall => "function_call",
         StatementKind::Other(n) => return format!("unknown ({n})"),
     };
     simple.to_owned()
@@ -619,7 +620,8 @@ pub fn class_matches(c: &StatementClass, k: &StatementKind) -> bool {
         | (C::Lock, K::Lock)
         | (C::Comment, K::Comment)
         | (C::Discard, K::Discard)
-        | (C::Cursor, K::Cursor) => true,
+        | (C::Cursor, K::Cursor)
+        | (C::FunctionCall, K::FunctionCall) => true,
         _ => false,
     }
 }

@@ -326,6 +326,9 @@ pub enum StatementClass {
     Comment,
     Discard,
     Cursor,
+    /// A fast-path FunctionCall protocol message (the function is known
+    /// only by OID, so allowing it allows every function).
+    FunctionCall,
 }
 
 /// Object types of CREATE / ALTER / DROP classes.
@@ -408,7 +411,7 @@ impl SqlObject {
 
 impl StatementClass {
     /// Every class without an object type, by source name.
-    pub const SIMPLE: [(&'static str, StatementClass); 32] = [
+    pub const SIMPLE: [(&'static str, StatementClass); 33] = [
         ("select", StatementClass::Select),
         ("insert", StatementClass::Insert),
         ("update", StatementClass::Update),
@@ -441,6 +444,7 @@ impl StatementClass {
         ("comment", StatementClass::Comment),
         ("discard", StatementClass::Discard),
         ("cursor", StatementClass::Cursor),
+        ("function_call", StatementClass::FunctionCall),
     ];
 
     /// Parses a source spelling (`select`, `copy to`, `drop table`);

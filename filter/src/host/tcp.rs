@@ -1,0 +1,250 @@
+//! Network filter context: a PostgreSQL connection, wired to Envoy's
+//! `envoy.filters.network.wasm` callbacks. Every decision is made by
+//! [`crate::pg::session::Session`]; this only moves bytes.
+//!
+//! Each read is replaced by what the session returns (complete, possibly
+//! rewritten messages) and always continues: the session keeps incomplete
+//! tails itself, so nothing is ever paused in Envoy's buffers (and
+//! `resume_upstream`, which Envoy does not implement, is never needed).
+
+use std::rc::Rc;
+
+use base64::Engine as _;
+use proxy_wasm::traits::{Context, StreamContext};
+use proxy_wasm::types::{Action, PeerType};
+
+use super::{now_secs, Loaded};
+use crate::engine::{self, Engine};
+use crate::pg::session::{Authority, Backend, Level, Session, StatementDecision};
+use crate::policy::eval::Decision;
+use crate::policy::Effect;
+
+pub(crate) struct Tcp {
+    id: u32,
+    loaded: Rc<Loaded>,
+    session: Session,
+    source: Option<String>,
+    closed: bool,
+}
+
+impl Tcp {
+    pub(crate) fn new(id: u32, loaded: Rc<Loaded>) -> Self {
+        let mut nonce = [0u8; 18];
+        if getrandom::getrandom(&mut nonce).is_err() {
+            // WASI random_get does not fail in Envoy; should it, a nonce
+            // from the clock and connection id is still unique per
+            // connection (SCRAM needs uniqueness, not secrecy).
+            let t = now_nanos();
+            for (i, b) in nonce.iter_mut().enumerate() {
+                *b = (t >> ((i % 8) * 8)) as u8 ^ (id as u8).wrapping_mul(i as u8 + 1);
+            }
+        }
+        let nonce = base64::engine::general_purpose::STANDARD.encode(nonce);
+        Tcp {
+            id,
+            loaded,
+            session: Session::new(nonce),
+            source: None,
+            closed: false,
+        }
+    }
+
+    fn source(&mut self) -> String {
+        if self.source.is_none() {
+            self.source = self
+                .get_property(vec!["source", "address"])
+                .and_then(|b| String::from_utf8(b).ok());
+        }
+        self.source.clone().unwrap_or_else(|| "-".into())
+    }
+
+    fn flush_logs(&mut self, engine: Option<&Engine>) {
+        for e in self.session.take_events() {
+            match e.level {
+                Level::Info => log::info!("{} conn={}", e.message, self.id),
+                Level::Warn => log::warn!("{} conn={}", e.message, self.id),
+            }
+        }
+        let decisions = self.session.take_decisions();
+        if decisions.is_empty() {
+            return;
+        }
+        let Some(engine) = engine else { return };
+        let source = self.source();
+        for StatementDecision { sql, decision } in decisions {
+            self.log_decision(engine, &source, &sql, &decision);
+        }
+    }
+
+    fn log_decision(&self, engine: &Engine, source: &str, sql: &str, d: &Decision) {
+        let allowed = d.effect == Effect::Allow;
+        if allowed && !log::log_enabled!(log::Level::Debug) {
+            return;
+        }
+        let who = self.session.identity();
+        let line = format!(
+            "pinhole: decision={} rule={} target={} subject={} roles={} source={} conn={} op=\"{}\" reason=\"{}\"",
+            d.effect.as_str(),
+            d.rule.as_deref().unwrap_or("-"),
+            engine.target.name,
+            who.map(|i| engine::header_safe(&i.token.sub))
+                .unwrap_or_else(|| "-".into()),
+            who.map(|i| i.roles.join(",")).unwrap_or_default(),
+            source,
+            self.id,
+            engine::header_safe(clip(sql)),
+            engine::header_safe(&d.reason),
+        );
+        if allowed {
+            log::debug!("{line}");
+        } else {
+            log::warn!("{line}");
+        }
+    }
+
+    fn finish(&mut self, step_close: bool) {
+        if step_close && !self.closed {
+            self.closed = true;
+            self.close_downstream();
+            self.close_upstream();
+        }
+    }
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn clip(s: &str) -> &str {
+    let mut end = s.len().min(200);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
+/// An authority for a filter whose policy did not load: every connection
+/// is refused with the reason.
+struct NotLoaded(String);
+
+impl Authority for NotLoaded {
+    fn backend(&self) -> Result<&Backend, String> {
+        Err(self.0.clone())
+    }
+    fn authenticate(
+        &self,
+        _token: &str,
+        _now: u64,
+    ) -> Result<crate::identity::Identity, crate::identity::AuthError> {
+        Err(crate::identity::AuthError::UnknownIssuer)
+    }
+    fn recheck(
+        &self,
+        _who: &crate::identity::Identity,
+        _now: u64,
+    ) -> Result<(), crate::identity::AuthError> {
+        Err(crate::identity::AuthError::UnknownIssuer)
+    }
+    fn decide_sql(&self, _who: &crate::identity::Identity, _sql: &str) -> Decision {
+        refused(&self.0)
+    }
+    fn decide_function_call(&self, _who: &crate::identity::Identity, _oid: u32) -> Decision {
+        refused(&self.0)
+    }
+}
+
+fn refused(reason: &str) -> Decision {
+    Decision {
+        effect: Effect::Deny,
+        rule: None,
+        reason: reason.to_owned(),
+    }
+}
+
+impl Context for Tcp {}
+
+impl StreamContext for Tcp {
+    fn on_new_connection(&mut self) -> Action {
+        Action::Continue
+    }
+
+    fn on_downstream_data(&mut self, data_size: usize, _end_of_stream: bool) -> Action {
+        if self.closed {
+            return Action::Continue;
+        }
+        let data = self.get_downstream_data(0, data_size).unwrap_or_default();
+        let now = now_secs(self);
+        let loaded = Rc::clone(&self.loaded);
+        let (step, engine) = match &*loaded {
+            Loaded::Ready(engine) => (
+                self.session.on_downstream(&data, engine.as_ref(), now),
+                Some(engine.as_ref()),
+            ),
+            Loaded::Failed(reason) => (
+                self.session.on_downstream(
+                    &data,
+                    &NotLoaded(format!(
+                        "no valid policy is loaded; the proxy refuses every connection ({})",
+                        clip(reason)
+                    )),
+                    now,
+                ),
+                None,
+            ),
+            Loaded::NotConfigured => (
+                self.session.on_downstream(
+                    &data,
+                    &NotLoaded("the filter has no configuration".into()),
+                    now,
+                ),
+                None,
+            ),
+        };
+        if step.data != data {
+            self.set_downstream_data(0, data_size, &step.data);
+        }
+        self.flush_logs(engine);
+        self.finish(step.close);
+        Action::Continue
+    }
+
+    fn on_upstream_data(&mut self, data_size: usize, _end_of_stream: bool) -> Action {
+        if self.closed {
+            return Action::Continue;
+        }
+        let data = self.get_upstream_data(0, data_size).unwrap_or_default();
+        let now = now_secs(self);
+        let loaded = Rc::clone(&self.loaded);
+        let step = match &*loaded {
+            Loaded::Ready(engine) => self.session.on_upstream(&data, engine.as_ref(), now),
+            Loaded::Failed(reason) => {
+                self.session
+                    .on_upstream(&data, &NotLoaded(clip(reason).to_owned()), now)
+            }
+            Loaded::NotConfigured => self.session.on_upstream(
+                &data,
+                &NotLoaded("the filter has no configuration".into()),
+                now,
+            ),
+        };
+        if step.data != data {
+            self.set_upstream_data(0, data_size, &step.data);
+        }
+        let engine = match &*loaded {
+            Loaded::Ready(e) => Some(e.as_ref()),
+            _ => None,
+        };
+        self.flush_logs(engine);
+        self.finish(step.close);
+        Action::Continue
+    }
+
+    fn on_downstream_close(&mut self, _peer_type: PeerType) {}
+
+    fn on_upstream_close(&mut self, _peer_type: PeerType) {}
+
+    fn on_log(&mut self) {}
+}
