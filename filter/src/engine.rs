@@ -249,7 +249,13 @@ impl Engine {
                 // A refusal quotes the statement: judge the exact text so
                 // the message shows the caller's literals, not the cached
                 // ones.
-                eval::evaluate_sql(&self.policy, &who.roles, &self.target.name, sql, &mut |_| {})
+                eval::evaluate_sql(
+                    &self.policy,
+                    &who.roles,
+                    &self.target.name,
+                    sql,
+                    &mut |_| {},
+                )
             }
             Err(e) => Decision {
                 effect: Effect::Deny,

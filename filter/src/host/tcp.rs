@@ -203,8 +203,8 @@ impl StreamContext for Tcp {
                 None,
             ),
         };
-        if step.data != data {
-            self.set_downstream_data(0, data_size, &step.data);
+        if let Some(out) = &step.data {
+            self.set_downstream_data(0, data_size, out);
         }
         self.flush_logs(engine);
         self.finish(step.close);
@@ -230,8 +230,8 @@ impl StreamContext for Tcp {
                 now,
             ),
         };
-        if step.data != data {
-            self.set_upstream_data(0, data_size, &step.data);
+        if let Some(out) = &step.data {
+            self.set_upstream_data(0, data_size, out);
         }
         let engine = match &*loaded {
             Loaded::Ready(e) => Some(e.as_ref()),

@@ -201,7 +201,10 @@ mod tests {
         assert_eq!(normalize("SELECT 'a\\'; DROP TABLE t; --'"), None);
         assert_eq!(normalize("SELECT 'it''s'"), None);
         assert_eq!(normalize("SELECT $$x$$"), None);
-        assert_eq!(normalize("SELECT set_config('search_path', 'x', false)"), None);
+        assert_eq!(
+            normalize("SELECT set_config('search_path', 'x', false)"),
+            None
+        );
         assert_eq!(normalize("EXPLAIN (ANALYZE 1) DELETE FROM t"), None);
         assert_eq!(normalize("SET search_path = 'x'"), None);
         assert_eq!(normalize("SELECT 1e5"), None);

@@ -72,7 +72,8 @@ impl Limits {
         small: MAX_SMALL_LEN,
     };
 
-    fn frontend(&self, tag: u8) -> usize {
+    /// The cap of a frontend message type.
+    pub fn frontend(&self, tag: u8) -> usize {
         match tag {
             b'Q' | b'P' => self.query,
             b'B' | b'F' => self.bind,
@@ -81,7 +82,8 @@ impl Limits {
         }
     }
 
-    fn backend(&self, tag: u8) -> usize {
+    /// The cap of a backend message type.
+    pub fn backend(&self, tag: u8) -> usize {
         match tag {
             b'D' | b'V' => self.data_row,
             b'd' => self.copy_data,
@@ -433,7 +435,8 @@ fn backend_frame_len(
     }
 }
 
-fn is_frontend_type(t: u8) -> bool {
+/// Whether `t` is the type byte of a frontend message (after startup).
+pub fn is_frontend_type(t: u8) -> bool {
     matches!(
         t,
         b'Q' | b'P'

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod scram;
 pub mod session;
 pub mod sql;
+pub mod stream;
 
 #[cfg(test)]
 mod codec_tests;

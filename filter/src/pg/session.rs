@@ -41,10 +41,11 @@ use std::fmt::Write as _;
 
 use crate::identity::{AuthError, Identity};
 use crate::pg::codec::{
-    self, BackendMessage, BackendPhase, Direction, Framer, FrontendMessage, FrontendPhase,
-    PgError, StartupMessage, TargetKind,
+    self, BackendMessage, BackendPhase, FrontendMessage, FrontendPhase, PgError, StartupMessage,
+    TargetKind,
 };
 use crate::pg::scram::{ClientFinal, ScramClient};
+use crate::pg::stream::{Framing, Scanner, Sink, Verdict};
 use crate::policy::eval::Decision;
 use crate::policy::Effect;
 
@@ -73,7 +74,8 @@ const STARTUP_PARAMS: &[&str] = &[
 
 /// Startup parameters that refuse the connection outright: they change who
 /// the session is or how the server reads SQL.
-const REFUSED_STARTUP_PARAMS: &[&str] = &["options", "replication", "role", "session_authorization"];
+const REFUSED_STARTUP_PARAMS: &[&str] =
+    &["options", "replication", "role", "session_authorization"];
 
 /// The prepared statement and portal names the filter uses for refusals.
 const REFUSAL_NAME: &str = "pinhole_refused";
@@ -136,10 +138,20 @@ pub enum Level {
 /// The result of one read.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Step {
-    /// The bytes to pass on, replacing what was read.
-    pub data: Vec<u8>,
+    /// The bytes to pass on instead of what was read; `None`: pass the read
+    /// on unchanged.
+    pub data: Option<Vec<u8>>,
     /// Close the connection now (the peer does not speak PostgreSQL).
     pub close: bool,
+}
+
+impl Step {
+    fn replace(data: Vec<u8>) -> Step {
+        Step {
+            data: Some(data),
+            close: false,
+        }
+    }
 }
 
 /// A decision the session made on a statement (for logs and audit).
@@ -185,7 +197,7 @@ enum Auth {
     /// Waiting for the client's StartupMessage (or SSL/GSS/Cancel request).
     Startup,
     /// The startup was forwarded; waiting for the server's request.
-    ServerAuth,
+    AwaitServer,
     /// The client was asked for its token; `method` is what the server
     /// really asked for.
     AwaitToken(Method),
@@ -226,10 +238,12 @@ enum Method {
 /// One client connection.
 pub struct Session {
     auth: Auth,
-    front: Framer,
-    /// The phase the frame being handled was read in.
+    front: Scanner,
     front_phase: FrontendPhase,
-    back: Framer,
+    back: Scanner,
+    /// The server's next message is its one-byte answer to SSLRequest or
+    /// GSSENCRequest.
+    back_single: bool,
     identity: Option<Identity>,
     /// The caller's startup `user` (for logs; never sent upstream).
     client_user: Option<String>,
@@ -306,9 +320,10 @@ impl Session {
     pub fn new(nonce: String) -> Session {
         Session {
             auth: Auth::Startup,
-            front: Framer::new(Direction::Frontend(FrontendPhase::Startup)),
+            front: Scanner::new(),
             front_phase: FrontendPhase::Startup,
-            back: Framer::new(Direction::Backend(BackendPhase::Normal)),
+            back: Scanner::new(),
+            back_single: false,
             identity: None,
             client_user: None,
             token: None,
@@ -353,7 +368,7 @@ impl Session {
     fn auth_name(&self) -> &'static str {
         match self.auth {
             Auth::Startup => "startup",
-            Auth::ServerAuth => "server-auth",
+            Auth::AwaitServer => "server-auth",
             Auth::AwaitToken(_) => "await-token",
             Auth::ScramFirst(_) => "scram-first",
             Auth::ScramPrompted(_) => "scram-prompted",
@@ -385,41 +400,50 @@ impl Session {
 
     /// Bytes read from the client.
     pub fn on_downstream(&mut self, data: &[u8], authority: &dyn Authority, now: u64) -> Step {
-        let mut out = Vec::new();
-        if matches!(self.auth, Auth::Finished) {
-            return Step::default();
-        }
-        self.front.push(data);
-        loop {
-            self.front_phase = match self.front.direction() {
-                Direction::Frontend(p) => p,
-                Direction::Backend(_) => FrontendPhase::Normal,
-            };
-            let frame = match self.front.next_frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => return self.protocol_violation("client", &e),
-            };
-            if let Auth::Doomed { poked, .. } = &mut self.auth {
+        match &mut self.auth {
+            Auth::Finished => return Step::replace(Vec::new()),
+            Auth::Doomed { poked, .. } => {
                 // Whatever the client says now, the server is told to end.
+                let mut out = Vec::new();
                 if !*poked {
                     *poked = true;
-                    out.extend(FrontendMessage::Sync.encode());
-                    out.extend(FrontendMessage::Terminate.encode());
+                    self.poke(&mut out);
                 }
-                break;
+                return Step::replace(out);
             }
-            if let Err(f) = self.client_frame(&frame, &mut out, authority, now) {
-                self.doom(f, &mut out);
-                break;
-            }
-            if matches!(self.auth, Auth::Finished) {
-                break;
-            }
+            _ => {}
         }
-        Step {
-            data: out,
-            close: false,
+        let mut scanner = std::mem::take(&mut self.front);
+        let result = scanner.run(
+            data,
+            &mut FrontSink {
+                s: self,
+                authority,
+                now,
+            },
+        );
+        self.front = scanner;
+        match result {
+            Ok(data) => Step { data, close: false },
+            Err(e) => self.protocol_violation("client", &e),
+        }
+    }
+
+    /// A whole client message: `None` to forward it unchanged.
+    fn client_message(
+        &mut self,
+        frame: &[u8],
+        authority: &dyn Authority,
+        now: u64,
+    ) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        match self.client_frame(frame, &mut out, authority, now) {
+            Ok(()) if out == frame => None,
+            Ok(()) => Some(out),
+            Err(f) => {
+                self.doom(f, &mut out);
+                Some(out)
+            }
         }
     }
 
@@ -433,7 +457,7 @@ impl Session {
         );
         self.auth = Auth::Finished;
         Step {
-            data: Vec::new(),
+            data: Some(Vec::new()),
             close: true,
         }
     }
@@ -443,7 +467,11 @@ impl Session {
     fn doom(&mut self, f: Fatal, out: &mut Vec<u8>) {
         self.log(
             Level::Warn,
-            format!("pinhole: ending PostgreSQL session of {}: {}", self.who(), f.message),
+            format!(
+                "pinhole: ending PostgreSQL session of {}: {}",
+                self.who(),
+                f.message
+            ),
         );
         let error = f.error();
         self.poke_for(out);
@@ -495,7 +523,7 @@ impl Session {
             Auth::Ready => self.client_ready(frame, out, authority, now),
             // The client may pipeline; anything but a password during login
             // is a protocol violation the server itself will refuse.
-            Auth::ServerAuth
+            Auth::AwaitServer
             | Auth::ScramFirst(_)
             | Auth::ScramFinal(_)
             | Auth::AwaitOk
@@ -528,8 +556,7 @@ impl Session {
                 // The server answers with one byte; the filter refuses an
                 // `S`/`G` (it must read the protocol in clear).
                 out.extend_from_slice(frame);
-                self.back
-                    .set_direction(Direction::Backend(BackendPhase::EncryptionResponse));
+                self.back_single = true;
                 Ok(())
             }
             FrontendMessage::CancelRequest { .. } => {
@@ -540,6 +567,7 @@ impl Session {
                 Ok(())
             }
             FrontendMessage::Startup(mut s) => {
+                self.front_phase = FrontendPhase::Normal;
                 self.client_user = s.param("user").map(str::to_owned);
                 let backend = authority
                     .backend()
@@ -602,7 +630,7 @@ impl Session {
                     s.set_param("database", &db);
                 }
                 out.extend(FrontendMessage::Startup(s).encode());
-                self.auth = Auth::ServerAuth;
+                self.auth = Auth::AwaitServer;
                 Ok(())
             }
             _ => Err(Fatal::new("08P01", "expected a startup message")),
@@ -889,74 +917,86 @@ impl Session {
 
     /// Bytes read from the server.
     pub fn on_upstream(&mut self, data: &[u8], authority: &dyn Authority, now: u64) -> Step {
-        let mut out = Vec::new();
-        if let Auth::Doomed { error, sent, .. } = &mut self.auth {
-            if !*sent {
-                *sent = true;
-                out.append(error);
-            }
-            return Step {
-                data: out,
-                close: false,
-            };
-        }
-        self.back.push(data);
-        loop {
-            let encryption_response = matches!(
-                self.back.direction(),
-                Direction::Backend(BackendPhase::EncryptionResponse)
-            );
-            let frame = match self.back.next_frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => return self.protocol_violation("server", &e),
-            };
-            if encryption_response {
-                if frame.first() == Some(&b'N') {
-                    out.extend_from_slice(&frame);
-                    continue;
+        match &mut self.auth {
+            Auth::Doomed { error, sent, .. } => {
+                let mut out = Vec::new();
+                if !*sent {
+                    *sent = true;
+                    out.append(error);
                 }
-                self.log(
-                    Level::Warn,
-                    "pinhole: the PostgreSQL server accepted TLS on the Envoy → server hop; \
-                     the filter must read the protocol in clear there (operator: disable `ssl` \
-                     on the server for this hop, or put the server on a trusted link)"
-                        .into(),
-                );
-                out.extend(
-                    Fatal::new(
-                        "08004",
-                        "the database server demands TLS on the proxy's hop; the operator's log says more",
-                    )
-                    .error(),
-                );
-                self.auth = Auth::Doomed {
-                    error: Vec::new(),
-                    sent: true,
-                    poked: false,
-                };
-                break;
+                return Step::replace(out);
             }
-            if let Err(f) = self.server_frame(&frame, &mut out, authority, now) {
-                self.log(
-                    Level::Warn,
-                    format!("pinhole: ending PostgreSQL session of {}: {}", self.who(), f.message),
-                );
-                out.extend(f.error());
-                self.auth = Auth::Doomed {
-                    error: Vec::new(),
-                    sent: true,
-                    poked: false,
-                };
-                break;
-            }
-            if let Auth::Doomed { .. } = self.auth {
-                break;
-            }
+            Auth::Finished => return Step::default(),
+            _ => {}
         }
-        Step {
-            data: out,
-            close: false,
+        let mut scanner = std::mem::take(&mut self.back);
+        let result = scanner.run(
+            data,
+            &mut BackSink {
+                s: self,
+                authority,
+                now,
+            },
+        );
+        self.back = scanner;
+        match result {
+            Ok(data) => Step { data, close: false },
+            Err(e) => self.protocol_violation("server", &e),
+        }
+    }
+
+    /// A whole server message: `None` to forward it unchanged.
+    fn server_message(
+        &mut self,
+        frame: &[u8],
+        authority: &dyn Authority,
+        now: u64,
+    ) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        if self.back_single {
+            self.back_single = false;
+            if frame.first() == Some(&b'N') {
+                return None;
+            }
+            self.log(
+                Level::Warn,
+                "pinhole: the PostgreSQL server accepted TLS on the Envoy → server hop; \
+                 the filter must read the protocol in clear there (operator: disable `ssl` \
+                 on the server for this hop, or put the server on a trusted link)"
+                    .into(),
+            );
+            self.auth = Auth::Doomed {
+                error: Vec::new(),
+                sent: true,
+                poked: false,
+            };
+            return Some(
+                Fatal::new(
+                    "08004",
+                    "the database server demands TLS on the proxy's hop; the operator's log says more",
+                )
+                .error(),
+            );
+        }
+        match self.server_frame(frame, &mut out, authority, now) {
+            Ok(()) if out == frame => None,
+            Ok(()) => Some(out),
+            Err(f) => {
+                self.log(
+                    Level::Warn,
+                    format!(
+                        "pinhole: ending PostgreSQL session of {}: {}",
+                        self.who(),
+                        f.message
+                    ),
+                );
+                self.auth = Auth::Doomed {
+                    error: Vec::new(),
+                    sent: true,
+                    poked: false,
+                };
+                Some(f.error())
+            }
         }
     }
 
@@ -1050,7 +1090,7 @@ impl Session {
                 out.extend_from_slice(frame);
                 Ok(())
             }
-            (Auth::ServerAuth, m) => {
+            (Auth::AwaitServer, m) => {
                 let method = match m {
                     BackendMessage::AuthenticationOk => Method::Trust,
                     BackendMessage::AuthenticationCleartextPassword => Method::Cleartext,
@@ -1120,21 +1160,33 @@ impl Session {
 
     fn server_ready(&mut self, frame: &[u8], out: &mut Vec<u8>) {
         let tag = frame.first().copied().unwrap_or(0);
+        if tag == b'E' {
+            self.server_error(frame, out);
+        } else if self.track(tag) {
+            out.extend_from_slice(frame);
+        }
+    }
+
+    /// Whether the server's next message of type `tag` answers a message
+    /// the filter sent itself (and must be dropped): it is then handled
+    /// whole, by [`Session::server_ready`].
+    fn answers_synthetic(&self, tag: u8) -> bool {
+        !self.desync
+            && !matches!(tag, b'N' | b'S' | b'A')
+            && self.expect.front().is_some_and(|e| e.synthetic)
+    }
+
+    /// Account for a server message of type `tag` (not an error): returns
+    /// whether it goes on to the client.
+    fn track(&mut self, tag: u8) -> bool {
         match tag {
             // Asynchronous: NoticeResponse, ParameterStatus, Notification.
-            b'N' | b'S' | b'A' => {
-                out.extend_from_slice(frame);
-                return;
-            }
-            b'E' => {
-                self.server_error(frame, out);
-                return;
-            }
+            b'N' | b'S' | b'A' => return true,
+            b'C' | b'Z' => self.copy_in = false,
             _ => {}
         }
         let Some(front) = self.expect.front().copied() else {
-            out.extend_from_slice(frame);
-            return;
+            return true;
         };
         use ExpectKind as K;
         let (done, fits) = match (front.kind, tag) {
@@ -1147,11 +1199,6 @@ impl Session {
             (K::Execute, b'C' | b'I' | b's') => (true, true),
             _ => (false, false),
         };
-        match tag {
-            b'G' => {}
-            b'C' | b'Z' => self.copy_in = false,
-            _ => {}
-        }
         if !fits {
             if !self.desync {
                 self.log(
@@ -1166,15 +1213,12 @@ impl Session {
             }
             self.desync = true;
             self.expect.clear();
-            out.extend_from_slice(frame);
-            return;
+            return true;
         }
         if done {
             self.expect.pop_front();
         }
-        if !(front.synthetic && !self.desync) {
-            out.extend_from_slice(frame);
-        }
+        !front.synthetic || self.desync
     }
 
     fn server_error(&mut self, frame: &[u8], out: &mut Vec<u8>) {
@@ -1212,7 +1256,10 @@ impl Session {
 
 fn backend_name(m: &BackendMessage) -> String {
     let s = format!("{m:?}");
-    s.split([' ', '{', '(']).next().unwrap_or("message").to_owned()
+    s.split([' ', '{', '('])
+        .next()
+        .unwrap_or("message")
+        .to_owned()
 }
 
 /// Client encodings in which every byte below 0x80 is ASCII, so SQL text
@@ -1225,8 +1272,22 @@ fn safe_client_encoding(v: &str) -> bool {
         .to_ascii_uppercase();
     !matches!(
         norm.as_str(),
-        "SJIS" | "SHIFTJIS" | "BIG5" | "GBK" | "UHC" | "GB18030" | "JOHAB" | "SHIFTJIS2004"
-            | "WIN932" | "WIN936" | "WIN949" | "WIN950" | "CP932" | "CP936" | "CP949" | "CP950"
+        "SJIS"
+            | "SHIFTJIS"
+            | "BIG5"
+            | "GBK"
+            | "UHC"
+            | "GB18030"
+            | "JOHAB"
+            | "SHIFTJIS2004"
+            | "WIN932"
+            | "WIN936"
+            | "WIN949"
+            | "WIN950"
+            | "CP932"
+            | "CP936"
+            | "CP949"
+            | "CP950"
     )
 }
 
@@ -1267,4 +1328,87 @@ pub fn refusal_block(message: &str) -> String {
 
 fn refusal_sql(d: &Decision) -> String {
     refusal_block(&refusal_message(d))
+}
+
+/// The client direction, as seen by the [`Scanner`].
+struct FrontSink<'a> {
+    s: &'a mut Session,
+    authority: &'a dyn Authority,
+    now: u64,
+}
+
+impl Sink for FrontSink<'_> {
+    fn framing(&self) -> Framing {
+        match self.s.front_phase {
+            FrontendPhase::Startup => Framing::Untyped,
+            FrontendPhase::Normal => Framing::Typed { frontend: true },
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.s.is_done()
+    }
+
+    fn header(&mut self, tag: Option<u8>, _len: usize) -> Verdict {
+        if !matches!(self.s.auth, Auth::Ready) {
+            return Verdict::Whole;
+        }
+        match tag {
+            Some(b'S') => {
+                self.s.push_expect(ExpectKind::Sync, false);
+                Verdict::Stream
+            }
+            Some(b'H') => Verdict::Stream,
+            // COPY data flows only while an allowed COPY FROM STDIN runs.
+            Some(b'd' | b'c' | b'f') => {
+                if self.s.copy_in {
+                    Verdict::Stream
+                } else {
+                    Verdict::Skip
+                }
+            }
+            _ => Verdict::Whole,
+        }
+    }
+
+    fn frame(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
+        self.s.client_message(frame, self.authority, self.now)
+    }
+}
+
+/// The server direction, as seen by the [`Scanner`].
+struct BackSink<'a> {
+    s: &'a mut Session,
+    authority: &'a dyn Authority,
+    now: u64,
+}
+
+impl Sink for BackSink<'_> {
+    fn framing(&self) -> Framing {
+        if self.s.back_single {
+            Framing::Single
+        } else {
+            Framing::Typed { frontend: false }
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        matches!(self.s.auth, Auth::Doomed { .. })
+    }
+
+    fn header(&mut self, tag: Option<u8>, _len: usize) -> Verdict {
+        if !matches!(self.s.auth, Auth::Ready) || self.s.back_single {
+            return Verdict::Whole;
+        }
+        let tag = tag.unwrap_or(0);
+        if tag == b'E' || self.s.answers_synthetic(tag) {
+            return Verdict::Whole;
+        }
+        self.s.track(tag);
+        Verdict::Stream
+    }
+
+    fn frame(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
+        self.s.server_message(frame, self.authority, self.now)
+    }
 }
