@@ -236,12 +236,11 @@ impl Engine {
         };
         match classified {
             Ok(statements) => {
-                let d = eval::evaluate_statements(
+                let d = eval::decide_statements(
                     &self.policy,
                     &who.roles,
                     &self.target.name,
                     &statements,
-                    &mut |_| {},
                 );
                 if d.allowed() || statements.len() != 1 {
                     return d;

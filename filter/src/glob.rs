@@ -62,7 +62,28 @@ pub fn is_literal(pattern: &str) -> bool {
 
 /// Match `text` against `pattern` (see the module docs for the syntax).
 pub fn matches(pattern: &str, text: &str) -> bool {
-    let toks = tokenize(pattern);
+    // Fast paths for the common shapes (no allocation): a literal, and a
+    // literal prefix followed by one trailing `*` or `**`.
+    let meta = |c: char| matches!(c, '*' | '?' | '\\');
+    match pattern.find(meta) {
+        None => return pattern == text,
+        Some(i) => {
+            let (prefix, tail) = pattern.split_at(i);
+            if tail == "*" {
+                return text
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| !rest.contains('/'));
+            }
+            if tail.bytes().all(|b| b == b'*') && tail.len() >= 2 {
+                return text.starts_with(prefix);
+            }
+        }
+    }
+    general(&tokenize(pattern), text)
+}
+
+/// The general matcher over tokens.
+fn general(toks: &[Tok], text: &str) -> bool {
     let chars: Vec<char> = text.chars().collect();
     // Dynamic programming over (token index, char index): reachable[j] says
     // whether chars[..j] can be matched by the tokens processed so far.
@@ -71,7 +92,7 @@ pub fn matches(pattern: &str, text: &str) -> bool {
     if let Some(first) = reach.first_mut() {
         *first = true;
     }
-    for tok in &toks {
+    for tok in toks {
         let mut next = vec![false; n + 1];
         match tok {
             Tok::Lit(c) => {
@@ -127,6 +148,23 @@ pub fn any_matches<S: AsRef<str>>(patterns: &[S], text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast paths agree with the general matcher.
+    #[test]
+    fn fast_paths_agree() {
+        let patterns = [
+            "public.*", "/api/**", "a***", "deploy", "*", "**", "", "a*", "a**", "a/*",
+        ];
+        let texts = [
+            "public.orders", "public.a/b", "public.", "publicx", "/api/a/b", "/apix", "a/b",
+            "deploy", "deploy2", "x/y", "", "a", "ab", "a/",
+        ];
+        for p in patterns {
+            for t in texts {
+                assert_eq!(matches(p, t), general(&tokenize(p), t), "{p} {t}");
+            }
+        }
+    }
 
     #[test]
     fn literals_and_wildcards() {

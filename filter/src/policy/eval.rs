@@ -88,6 +88,14 @@ impl Request<'_> {
 
 /// A statement text shortened for messages (one line, at most 80 chars).
 fn clip(text: &str) -> String {
+    if text.len() <= 80
+        && !text.contains(|c: char| c.is_whitespace() && c != ' ')
+        && !text.contains("  ")
+        && !text.starts_with(' ')
+        && !text.ends_with(' ')
+    {
+        return text.to_owned();
+    }
     let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one.chars().count() > 80 {
         let cut: String = one.chars().take(77).collect();
@@ -162,6 +170,30 @@ pub fn evaluate_sql(
             reason: format!("the SQL could not be parsed: {e}"),
         },
     }
+}
+
+/// [`evaluate_statements`] without a trace: rules for other roles are
+/// skipped without explaining why (the hot path in the filter).
+pub fn decide_statements(
+    policy: &Policy,
+    roles: &[String],
+    target: &str,
+    statements: &[StatementInfo],
+) -> Decision {
+    let mut decisions = Vec::with_capacity(statements.len());
+    for statement in statements {
+        let req = Request::Sql { statement };
+        decisions.push(decide_one_inner(
+            policy,
+            roles,
+            target,
+            &req,
+            None,
+            &mut |_| {},
+            false,
+        ));
+    }
+    worst(decisions, "the SQL")
 }
 
 /// Decides classified statements one by one ([`Request::Sql`]); the worst
@@ -289,6 +321,20 @@ fn decide_one(
     stmt: Option<(&ArgPath, &StatementInfo)>,
     trace: &mut dyn FnMut(RuleTrace),
 ) -> Decision {
+    decide_one_inner(policy, roles, target, req, stmt, trace, true)
+}
+
+/// `traced`: report every rule to `trace`; else rules for other roles are
+/// skipped silently (same decision, less work).
+fn decide_one_inner(
+    policy: &Policy,
+    roles: &[String],
+    target: &str,
+    req: &Request,
+    stmt: Option<(&ArgPath, &StatementInfo)>,
+    trace: &mut dyn FnMut(RuleTrace),
+    traced: bool,
+) -> Decision {
     let what = match stmt {
         Some((_, s)) => format!("{} statement `{}`", req.describe(), clip(&s.text)),
         None => req.describe(),
@@ -299,6 +345,9 @@ fn decide_one(
     // which rule and which argument stopped it.
     let mut near_miss: Option<(&Rule, String)> = None;
     for rule in policy.rules.iter().filter(|r| r.target == target) {
+        if !traced && !role_applies(rule, roles) {
+            continue;
+        }
         let outcome = rule_matches(rule, roles, req, stmt);
         let (matched, why) = match outcome {
             Ok(why) => (true, why),
