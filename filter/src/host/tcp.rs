@@ -43,7 +43,11 @@ impl Tcp {
         Tcp {
             id,
             loaded,
-            session: Session::new(nonce),
+            session: {
+                let mut s = Session::new(nonce);
+                s.record_allowed = log::log_enabled!(log::Level::Debug);
+                s
+            },
             source: None,
             closed: false,
         }

@@ -1427,3 +1427,52 @@ pub fn close(kind: TargetKind, name: &str) -> Vec<u8> {
     }
     .encode()
 }
+
+// ---------------------------------------------------------------------------
+// Borrowed views of whole frontend frames (the hot path: no copies)
+
+/// The NUL-terminated UTF-8 string at `at`, and the offset after it.
+fn cstr_at(frame: &[u8], at: usize) -> Option<(&str, usize)> {
+    let rest = frame.get(at..)?;
+    let nul = rest.iter().position(|&b| b == 0)?;
+    let s = std::str::from_utf8(rest.get(..nul)?).ok()?;
+    Some((s, at + nul + 1))
+}
+
+/// The SQL of a whole `Query` frame (exactly one string, nothing after).
+pub fn query_view(frame: &[u8]) -> Option<&str> {
+    if frame.first() != Some(&b'Q') {
+        return None;
+    }
+    let (sql, end) = cstr_at(frame, 5)?;
+    (end == frame.len()).then_some(sql)
+}
+
+/// `(statement name, SQL)` of a whole `Parse` frame.
+pub fn parse_view(frame: &[u8]) -> Option<(&str, &str)> {
+    if frame.first() != Some(&b'P') {
+        return None;
+    }
+    let (name, at) = cstr_at(frame, 5)?;
+    let (sql, _) = cstr_at(frame, at)?;
+    Some((name, sql))
+}
+
+/// `(portal, statement name)` of a whole `Bind` frame.
+pub fn bind_view(frame: &[u8]) -> Option<(&str, &str)> {
+    if frame.first() != Some(&b'B') {
+        return None;
+    }
+    let (portal, at) = cstr_at(frame, 5)?;
+    let (statement, _) = cstr_at(frame, at)?;
+    Some((portal, statement))
+}
+
+/// The portal of a whole `Execute` frame.
+pub fn execute_view(frame: &[u8]) -> Option<&str> {
+    if frame.first() != Some(&b'E') {
+        return None;
+    }
+    let (portal, end) = cstr_at(frame, 5)?;
+    (frame.len() == end + 4).then_some(portal)
+}

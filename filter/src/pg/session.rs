@@ -265,6 +265,11 @@ pub struct Session {
     nonce: String,
     events: Vec<Event>,
     decisions: Vec<StatementDecision>,
+    /// Statements allowed so far.
+    allowed: u64,
+    /// Keep allowed decisions for [`Session::take_decisions`] too (else only
+    /// refusals are kept).
+    pub record_allowed: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -337,6 +342,8 @@ impl Session {
             nonce,
             events: Vec::new(),
             decisions: Vec::new(),
+            allowed: 0,
+            record_allowed: false,
         }
     }
 
@@ -358,6 +365,11 @@ impl Session {
     /// Statement decisions made since the last call.
     pub fn take_decisions(&mut self) -> Vec<StatementDecision> {
         std::mem::take(&mut self.decisions)
+    }
+
+    /// Statements allowed so far on this connection.
+    pub fn allowed_count(&self) -> u64 {
+        self.allowed
     }
 
     /// True once the session is ending or ended.
@@ -436,6 +448,16 @@ impl Session {
         authority: &dyn Authority,
         now: u64,
     ) -> Option<Vec<u8>> {
+        if matches!(self.auth, Auth::Ready) {
+            return match self.client_ready(frame, authority, now) {
+                Ok(r) => r,
+                Err(f) => {
+                    let mut out = Vec::new();
+                    self.doom(f, &mut out);
+                    Some(out)
+                }
+            };
+        }
         let mut out = Vec::new();
         match self.client_frame(frame, &mut out, authority, now) {
             Ok(()) if out == frame => None,
@@ -520,7 +542,14 @@ impl Session {
             Auth::Startup => self.client_startup(frame, out, authority),
             Auth::AwaitToken(method) => self.client_token(frame, method, out, authority, now),
             Auth::ScramPrompted(_) => self.client_scram_second(frame, out),
-            Auth::Ready => self.client_ready(frame, out, authority, now),
+            Auth::Ready => {
+                if let Some(b) = self.client_ready(frame, authority, now)? {
+                    out.extend(b);
+                } else {
+                    out.extend_from_slice(frame);
+                }
+                Ok(())
+            }
             // The client may pipeline; anything but a password during login
             // is a protocol violation the server itself will refuse.
             Auth::AwaitServer
@@ -733,147 +762,156 @@ impl Session {
         Ok(())
     }
 
+    /// A whole client message after login. `Ok(None)`: forward it as is.
     fn client_ready(
         &mut self,
         frame: &[u8],
-        out: &mut Vec<u8>,
         authority: &dyn Authority,
         now: u64,
-    ) -> Result<(), Fatal> {
+    ) -> Result<Option<Vec<u8>>, Fatal> {
         let tag = frame.first().copied().unwrap_or(0);
+        let malformed = || {
+            Fatal::new(
+                "08P01",
+                format!("malformed message {}", codec::Tag(Some(tag))),
+            )
+        };
         match tag {
-            // Messages decided on: decode them.
-            b'Q' | b'P' | b'B' | b'E' | b'F' | b'C' | b'D' => {}
-            b'S' => {
-                out.extend_from_slice(frame);
-                self.push_expect(ExpectKind::Sync, false);
-                return Ok(());
-            }
-            b'H' => {
-                out.extend_from_slice(frame);
-                return Ok(());
-            }
-            b'd' | b'c' | b'f' => {
-                if self.copy_in {
-                    out.extend_from_slice(frame);
-                }
-                return Ok(());
-            }
-            b'X' => {
-                out.extend_from_slice(frame);
-                self.auth = Auth::Finished;
-                return Ok(());
-            }
-            _ => {
-                return Err(Fatal::new(
-                    "08P01",
-                    format!("unexpected message type {}", codec::Tag(Some(tag))),
-                ))
-            }
-        }
-        let msg = self.decode_front(frame)?;
-        match msg {
-            FrontendMessage::Query { sql } => {
+            b'Q' => {
+                let sql = codec::query_view(frame).ok_or_else(malformed)?;
                 let who = self.recheck(authority, now)?;
-                let d = authority.decide_sql(&who, &sql);
-                if d.allowed() {
-                    out.extend_from_slice(frame);
-                    if mentions_copy_from(&sql) {
+                let d = authority.decide_sql(&who, sql);
+                self.push_expect(ExpectKind::Query, false);
+                let out = if d.allowed() {
+                    if mentions_copy_from(sql) {
                         self.copy_in = true;
                     }
+                    None
                 } else {
-                    out.extend(codec::query(&refusal_sql(&d)));
-                }
-                self.push_expect(ExpectKind::Query, false);
+                    Some(codec::query(&refusal_sql(&d)))
+                };
                 self.record(sql, d);
+                Ok(out)
             }
-            FrontendMessage::Parse { name, query, .. } => {
+            b'P' => {
+                let (name, sql) = codec::parse_view(frame).ok_or_else(malformed)?;
                 let who = self.recheck(authority, now)?;
-                let d = authority.decide_sql(&who, &query);
-                if d.allowed() {
-                    out.extend_from_slice(frame);
+                let d = authority.decide_sql(&who, sql);
+                let out = if d.allowed() {
                     self.push_expect(ExpectKind::Parse, false);
                     self.statements.insert(
-                        name,
+                        name.to_owned(),
                         Prepared::Allowed {
-                            copy_in: mentions_copy_from(&query),
+                            copy_in: mentions_copy_from(sql),
                         },
                     );
+                    None
                 } else {
                     let msg = refusal_message(&d);
-                    self.refuse_extended(&msg, out);
-                    self.statements.insert(name, Prepared::Refused(msg));
-                }
-                self.record(query, d);
+                    let mut out = Vec::new();
+                    self.refuse_extended(&msg, &mut out);
+                    self.statements
+                        .insert(name.to_owned(), Prepared::Refused(msg));
+                    Some(out)
+                };
+                self.record(sql, d);
+                Ok(out)
             }
-            FrontendMessage::Bind(b) => {
-                match self.statements.get(&b.statement).cloned() {
-                    Some(Prepared::Refused(msg)) => {
-                        self.refuse_extended(&msg, out);
-                        self.portals.insert(b.portal, Prepared::Refused(msg));
-                    }
-                    Some(allowed) => {
-                        out.extend_from_slice(frame);
-                        self.push_expect(ExpectKind::Bind, false);
-                        self.portals.insert(b.portal, allowed);
-                    }
-                    None => {
-                        // Not parsed through this connection's protocol
-                        // messages: a SQL-level PREPARE (checked with its
-                        // statement when it was prepared) or a name the
-                        // server will reject.
-                        out.extend_from_slice(frame);
-                        self.push_expect(ExpectKind::Bind, false);
-                        self.portals
-                            .insert(b.portal, Prepared::Allowed { copy_in: false });
-                    }
-                }
-            }
-            FrontendMessage::Execute { portal, .. } => {
-                self.recheck(authority, now)?;
-                match self.portals.get(&portal) {
+            b'B' => {
+                let (portal, statement) = codec::bind_view(frame).ok_or_else(malformed)?;
+                match self.statements.get(statement) {
                     Some(Prepared::Refused(msg)) => {
                         let msg = msg.clone();
-                        self.refuse_extended(&msg, out);
+                        let mut out = Vec::new();
+                        self.refuse_extended(&msg, &mut out);
+                        self.portals
+                            .insert(portal.to_owned(), Prepared::Refused(msg));
+                        Ok(Some(out))
+                    }
+                    known => {
+                        // Unknown: a SQL-level PREPARE (checked with its
+                        // statement when it was prepared), or a name the
+                        // server will reject.
+                        let state = known
+                            .cloned()
+                            .unwrap_or(Prepared::Allowed { copy_in: false });
+                        self.push_expect(ExpectKind::Bind, false);
+                        match self.portals.get_mut(portal) {
+                            Some(p) => *p = state,
+                            None => {
+                                self.portals.insert(portal.to_owned(), state);
+                            }
+                        }
+                        Ok(None)
+                    }
+                }
+            }
+            b'E' => {
+                let portal = codec::execute_view(frame).ok_or_else(malformed)?;
+                self.recheck(authority, now)?;
+                match self.portals.get(portal) {
+                    Some(Prepared::Refused(msg)) => {
+                        let msg = msg.clone();
+                        let mut out = Vec::new();
+                        self.refuse_extended(&msg, &mut out);
+                        Ok(Some(out))
                     }
                     other => {
                         if matches!(other, Some(Prepared::Allowed { copy_in: true })) {
                             self.copy_in = true;
                         }
-                        out.extend_from_slice(frame);
                         self.push_expect(ExpectKind::Execute, false);
+                        Ok(None)
                     }
                 }
             }
-            FrontendMessage::FunctionCall(fc) => {
+            b'F' => {
+                let FrontendMessage::FunctionCall(fc) = self.decode_front(frame)? else {
+                    return Err(malformed());
+                };
                 let who = self.recheck(authority, now)?;
                 let d = authority.decide_function_call(&who, fc.function_oid);
-                if d.allowed() {
-                    out.extend_from_slice(frame);
+                let out = if d.allowed() {
                     self.push_expect(ExpectKind::FunctionCall, false);
+                    None
                 } else {
-                    out.extend(codec::query(&refusal_sql(&d)));
                     self.push_expect(ExpectKind::Query, false);
-                }
-                self.record(format!("<function call oid {}>", fc.function_oid), d);
+                    Some(codec::query(&refusal_sql(&d)))
+                };
+                self.record(&format!("<function call oid {}>", fc.function_oid), d);
+                Ok(out)
             }
-            FrontendMessage::Describe { .. } => {
-                out.extend_from_slice(frame);
+            b'D' => {
+                self.decode_front(frame)?;
                 self.push_expect(ExpectKind::Describe, false);
+                Ok(None)
             }
-            FrontendMessage::Close { kind, name } => {
+            b'C' => {
+                let FrontendMessage::Close { kind, name } = self.decode_front(frame)? else {
+                    return Err(malformed());
+                };
                 match kind {
                     TargetKind::Statement => self.statements.remove(&name),
                     TargetKind::Portal => self.portals.remove(&name),
                 };
-                out.extend_from_slice(frame);
                 self.push_expect(ExpectKind::Close, false);
+                Ok(None)
             }
-            _ => {
-                return Err(Fatal::new("08P01", "unexpected message"));
+            b'S' => {
+                self.push_expect(ExpectKind::Sync, false);
+                Ok(None)
             }
+            b'H' => Ok(None),
+            b'd' | b'c' | b'f' => Ok((!self.copy_in).then(Vec::new)),
+            b'X' => {
+                self.auth = Auth::Finished;
+                Ok(None)
+            }
+            _ => Err(Fatal::new(
+                "08P01",
+                format!("unexpected message type {}", codec::Tag(Some(tag))),
+            )),
         }
-        Ok(())
     }
 
     /// Identity still valid? (expiry, revocation under the current policy)
@@ -891,8 +929,17 @@ impl Session {
         }
     }
 
-    fn record(&mut self, sql: String, decision: Decision) {
-        self.decisions.push(StatementDecision { sql, decision });
+    fn record(&mut self, sql: &str, decision: Decision) {
+        if decision.allowed() {
+            self.allowed += 1;
+            if !self.record_allowed {
+                return;
+            }
+        }
+        self.decisions.push(StatementDecision {
+            sql: sql.to_owned(),
+            decision,
+        });
     }
 
     fn push_expect(&mut self, kind: ExpectKind, synthetic: bool) {
