@@ -41,7 +41,7 @@ roles:
 targets:
   tools: { protocol: mcp }
   api: { protocol: http, forward_token: true }
-  orders-db: { protocol: postgres }
+  orders-db: { protocol: postgres, backend_user: app }
 rules:
   - id: deployer-staging-only
     reason: production deploys go through the release train

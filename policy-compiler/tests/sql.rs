@@ -17,7 +17,7 @@ const HEAD: &str = "\
 roles:
   analyst: { issuer: corp-sso, groups: [analysts] }
 targets:
-  db: { protocol: postgres }
+  db: { protocol: postgres, backend_user: app }
   tools: { protocol: mcp }
 rules:
 ";
