@@ -17,8 +17,9 @@ cd "$ROOT"
 locked=()
 if [ "${CI:-}" = "true" ]; then locked=(--locked); fi
 
-echo "[build] cargo build --release --target wasm32-wasip1 -p pinhole-filter" >&2
-cargo build "${locked[@]}" --release --target wasm32-wasip1 -p pinhole-filter >&2
+echo "[build] cargo build --release --target wasm32-wasip1 -p pinhole-filter -p pinhole-null-filter" >&2
+# pinhole-null-filter: the benchmarks' "trivial Wasm filter" baseline (small, seconds to build).
+cargo build "${locked[@]}" --release --target wasm32-wasip1 -p pinhole-filter -p pinhole-null-filter >&2
 echo "[build] cargo build --release -p policy-compiler" >&2
 cargo build "${locked[@]}" --release -p policy-compiler >&2
 

@@ -66,7 +66,7 @@ e2e() {
 stage "setup"                 bash scripts/setup.sh
 stage "rustfmt"               cargo fmt --all -- --check
 stage "clippy (native)"       cargo clippy "${locked[@]}" --workspace --all-targets -- -D warnings
-stage "clippy (wasm32-wasip1)" cargo clippy "${locked[@]}" -p pinhole-filter --target wasm32-wasip1 -- -D warnings
+stage "clippy (wasm32-wasip1)" cargo clippy "${locked[@]}" -p pinhole-filter -p pinhole-null-filter --target wasm32-wasip1 -- -D warnings
 stage "cargo test (native)"   cargo test "${locked[@]}" --workspace
 stage "unit tests (wasm/node)" wasm_unit_tests
 stage "release build"         build
