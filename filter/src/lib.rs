@@ -18,6 +18,7 @@
 pub mod engine;
 pub mod glob;
 pub mod identity;
+pub mod mask;
 pub mod mcp;
 pub mod pg;
 pub mod policy;

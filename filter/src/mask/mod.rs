@@ -10,17 +10,44 @@
 //!
 //! # Rules
 //!
-//! - **Field rules** ([`FieldRule`]): a JSON path (grammar in [`path`]
-//!   below) and a strategy. The value at a matching path is masked whole: a
-//!   string or a number becomes the masked string, a boolean is masked as
-//!   the text `true`/`false`, `null` stays `null`, an object or array has
-//!   every scalar leaf masked (keys are kept).
+//! - **Field rules** ([`FieldRule`]): a JSON path (below) and a strategy.
+//!   The value at a matching path is masked whole: a string or a number
+//!   becomes the masked string, a boolean is masked as the text
+//!   `true`/`false`, `null` stays `null`, an object or array has every
+//!   scalar leaf masked (keys are kept). When several paths match, the rule
+//!   listed first decides.
 //! - **Column rules** ([`ColumnRule`]): `column`, `table.column` or
 //!   `schema.table.column`, matched ASCII case-insensitively (see
 //!   [`RowMasker`]).
 //! - **Detectors** ([`DetectorRule`]): a built-in detector ([`Builtin`]) or a
-//!   custom regex, each with a strategy. Detectors scan every string not
-//!   already masked by a field or column rule.
+//!   custom regex, each with a strategy. In JSON they scan every string,
+//!   every number (its JSON text; a number with a match becomes the masked
+//!   string) and every object key not inside a value a field rule masked; a
+//!   masked key that collides with another key of its object gets `#2`,
+//!   `#3`... appended, so no entry is lost.
+//!
+//! # Field paths
+//!
+//! ```text
+//! path  = step *( "." step / "[" index "]" )   ; a path may also start with "[" index "]"
+//! step  = name / "*" / "**"
+//! index = "*" / 1*9DIGIT
+//! name  = 1*( any character but . [ ] \  /  "\" followed by one of . [ ] * \ )
+//! ```
+//!
+//! - `name` is an object key, compared exactly (`a\.b` is the key `a.b`,
+//!   `\*` the key `*`);
+//! - `*` is any key of an object; `[*]` any element of an array; `[3]` the
+//!   element at index 3;
+//! - `**` is any number (zero included) of keys and indices: `**.email` is
+//!   an `email` key at any depth; `a.**` is `a` and everything under it;
+//! - arrays are transparent to `name` and `*`: `items.card` also matches
+//!   `card` in every element of an `items` array (and of nested arrays), so
+//!   `items.card` and `items[*].card` mean the same for an array of
+//!   objects. A path masks more, never less, when the data's shape varies.
+//!
+//! Examples: `customer.email`, `items[*].card`, `**.ssn`, `[*].token`,
+//! `users.*.phone`, `rows[0]`.
 //!
 //! # Strategies ([`Strategy`])
 //!
@@ -58,8 +85,9 @@
 //! must be masked when [`MaskSpec::unmaskable`] is `refuse`...
 //!
 //! Size limits are the caller's: it already caps bodies and rows, and every
-//! scan here is linear in the input (custom regexes run on `regex-lite`,
-//! which never backtracks exponentially).
+//! scan here is linear in the input (built-in detectors are hand-written
+//! byte scanners; custom regexes run on `regex-lite`, whose search is
+//! O(pattern × text), never exponential).
 
 mod detect;
 mod json;
@@ -128,8 +156,8 @@ pub struct MaskSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldRule {
-    /// A path in the grammar of the [module docs](self) (`customer.email`,
-    /// `items[*].card`, `**.ssn`).
+    /// A path in the grammar of the [module docs](self#field-paths)
+    /// (`customer.email`, `items[*].card`, `**.ssn`).
     pub path: String,
     #[serde(default)]
     pub strategy: Strategy,
@@ -172,8 +200,9 @@ pub enum Strategy {
     },
     /// Keep the last `keep` significant characters, `*` for the others.
     Partial { keep: usize },
-    /// `h:` + 16 hex digits of HMAC-SHA256 with the runtime key.
-    Hash,
+    /// `h:` + 16 hex digits of HMAC-SHA256 with the runtime key. (A
+    /// struct variant so that unknown fields are refused.)
+    Hash {},
 }
 
 impl Default for Strategy {
@@ -229,7 +258,7 @@ impl MaskSpec {
             .map(|r| &r.strategy)
             .chain(self.columns.iter().map(|r| &r.strategy))
             .chain(self.detectors.iter().map(|r| &r.strategy));
-        strategies.any(|s| matches!(s, Strategy::Hash))
+        strategies.any(|s| matches!(s, Strategy::Hash {}))
     }
 }
 
@@ -445,7 +474,7 @@ impl Inner {
     fn strategy(&self, i: usize) -> &Compiled {
         // Indices come from `compile`; the fallback is never used but keeps
         // the lookup panic-free (and redacts).
-        self.strategies.get(i).unwrap_or(&Compiled::FALLBACK)
+        self.strategies.get(i).unwrap_or(&strategy::FALLBACK)
     }
 
     /// Masks a whole value with strategy `i`.

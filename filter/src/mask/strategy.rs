@@ -23,10 +23,10 @@ impl Default for Compiled {
     }
 }
 
-impl Compiled {
-    /// Used only if a strategy index were ever out of range.
-    pub(crate) const FALLBACK: Compiled = Compiled::Redact(String::new());
+/// Used only if a strategy index were ever out of range: redacts to "".
+pub(crate) static FALLBACK: Compiled = Compiled::Redact(String::new());
 
+impl Compiled {
     pub(crate) fn new(s: &Strategy) -> Result<Compiled, String> {
         match s {
             Strategy::Redact { text: None } => Ok(Compiled::default()),
@@ -49,7 +49,7 @@ impl Compiled {
                 }
                 Ok(Compiled::Partial(*keep))
             }
-            Strategy::Hash => Ok(Compiled::Hash),
+            Strategy::Hash {} => Ok(Compiled::Hash),
         }
     }
 
