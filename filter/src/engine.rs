@@ -325,6 +325,7 @@ impl Authority for Engine {
             copy_program: false,
             copy_file: false,
             inner: None,
+            settings: Vec::new(),
             text: format!("<fast-path call of function oid {oid}>"),
         };
         eval::evaluate(

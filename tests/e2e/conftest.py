@@ -26,6 +26,7 @@ import pytest
 
 import envoyctl
 import harness
+import pg
 from http_upstream import EchoServer
 from tokens import KeySet
 
@@ -290,8 +291,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 #
 # The cluster's backend role password is random per session; only the
 # cluster and the filter Envoy's environment (pg.PASSWORD_ENV) hold it.
-
-import pg  # noqa: E402 - grouped with the fixtures that use it
 
 _PG_CLUSTERS: list[pg.Cluster] = []
 

@@ -846,6 +846,12 @@ class RawPg:
         del self._buf[:1]
         return b
 
+    def peek_byte(self, timeout: float | None = None) -> bytes:
+        """The next byte, left in place (an 'N' to read_byte, or the type
+        byte of an ErrorResponse to read_message)."""
+        self._fill(1, timeout)
+        return bytes(self._buf[:1])
+
     def read_message(self, timeout: float | None = None) -> tuple[bytes, bytes]:
         self._fill(5, timeout)
         tag = bytes(self._buf[:1])

@@ -583,8 +583,10 @@ impl Session {
         match msg {
             FrontendMessage::SslRequest | FrontendMessage::GssEncRequest => {
                 // The server answers with one byte; the filter refuses an
-                // `S`/`G` (it must read the protocol in clear).
-                out.extend_from_slice(frame);
+                // `S` (it must read the protocol in clear). A GSSENCRequest
+                // is asked as an SSLRequest: a server built with GSSAPI
+                // would say `G`, and the client falls back on `N` either way.
+                out.extend(FrontendMessage::SslRequest.encode());
                 self.back_single = true;
                 Ok(())
             }
@@ -1061,6 +1063,9 @@ impl Session {
                 Ok(())
             }
             Auth::Welcome => {
+                if let Some(why) = unsafe_parameter(frame) {
+                    return Err(Fatal::new("08004", why));
+                }
                 out.extend_from_slice(frame);
                 if frame.first() == Some(&b'Z') {
                     self.auth = Auth::Ready;
@@ -1207,6 +1212,24 @@ impl Session {
 
     fn server_ready(&mut self, frame: &[u8], out: &mut Vec<u8>) {
         let tag = frame.first().copied().unwrap_or(0);
+        if let Some(why) = unsafe_parameter(frame) {
+            // Defense in depth: the evaluator refuses statements that change
+            // these settings; should one change anyway, nothing more runs.
+            self.log(
+                Level::Warn,
+                format!(
+                    "pinhole: ending PostgreSQL session of {}: {why}",
+                    self.who()
+                ),
+            );
+            self.auth = Auth::Doomed {
+                error: Vec::new(),
+                sent: true,
+                poked: false,
+            };
+            out.extend(Fatal::new("08004", why).error());
+            return;
+        }
         if tag == b'E' {
             self.server_error(frame, out);
         } else if self.track(tag) {
@@ -1307,6 +1330,30 @@ fn backend_name(m: &BackendMessage) -> String {
         .next()
         .unwrap_or("message")
         .to_owned()
+}
+
+/// Why a ParameterStatus message reports a setting under which the server
+/// would read SQL differently from the filter.
+fn unsafe_parameter(frame: &[u8]) -> Option<String> {
+    if frame.first() != Some(&b'S') {
+        return None;
+    }
+    let Ok(Some((BackendMessage::ParameterStatus { name, value }, _))) =
+        codec::decode_backend(frame, BackendPhase::Normal)
+    else {
+        return None;
+    };
+    let bad = match name.to_ascii_lowercase().as_str() {
+        "client_encoding" => !safe_client_encoding(&value),
+        "standard_conforming_strings" => !value.eq_ignore_ascii_case("on"),
+        _ => false,
+    };
+    bad.then(|| {
+        format!(
+            "the server reports {name} = {value}, under which it would read SQL differently \
+             from the proxy; the session ends"
+        )
+    })
 }
 
 /// Client encodings in which every byte below 0x80 is ASCII, so SQL text
@@ -1448,7 +1495,7 @@ impl Sink for BackSink<'_> {
             return Verdict::Whole;
         }
         let tag = tag.unwrap_or(0);
-        if tag == b'E' || self.s.answers_synthetic(tag) {
+        if tag == b'E' || tag == b'S' || self.s.answers_synthetic(tag) {
             return Verdict::Whole;
         }
         self.s.track(tag);

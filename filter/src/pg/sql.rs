@@ -216,6 +216,12 @@ pub struct StatementInfo {
     /// For PREPARE and plain EXPLAIN: the inner statement (its tables and
     /// functions are also in this statement's lists).
     pub inner: Option<Box<StatementInfo>>,
+    /// Server settings the statement changes (lower case): `SET x`,
+    /// `SET ROLE` (`role`), `SET SESSION AUTHORIZATION`
+    /// (`session_authorization`), `SET NAMES` (`client_encoding`), and
+    /// `set_config('x', …)` anywhere in it; `*` when the name is not a
+    /// literal.
+    pub settings: Vec<String>,
     /// This statement's text in the original string (without the `;`).
     pub text: String,
 }
@@ -232,6 +238,7 @@ impl StatementInfo {
             copy_program: false,
             copy_file: false,
             inner: None,
+            settings: Vec::new(),
             text,
         }
     }
@@ -385,6 +392,8 @@ struct Collector {
     /// Table-function names seen as a TableFactor: their relation visit
     /// that follows is a function, not a table.
     skip_relations: Vec<QualifiedName>,
+    /// Settings changed by `set_config(...)` calls.
+    settings: Vec<String>,
 }
 
 impl Collector {
@@ -568,7 +577,11 @@ impl Visitor for Collector {
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
         if let Expr::Function(f) = expr {
-            push_unique(&mut self.functions, qualified_name(&f.name));
+            let name = qualified_name(&f.name);
+            if name.name == "set_config" {
+                self.settings.push(set_config_name(&f.args));
+            }
+            push_unique(&mut self.functions, name);
         }
         ControlFlow::Continue(())
     }
@@ -614,6 +627,46 @@ fn explain_is_analyze(analyze: bool, options: &Option<Vec<ast::UtilityOption>>) 
             .any(|o| o.name.value.eq_ignore_ascii_case("analyze"))
 }
 
+/// The setting named by `set_config`'s first argument, `*` unless it is a
+/// plain string literal.
+fn set_config_name(args: &ast::FunctionArguments) -> String {
+    if let ast::FunctionArguments::List(l) = args {
+        if let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(Expr::Value(v)))) =
+            l.args.first()
+        {
+            if let ast::Value::SingleQuotedString(s) = &v.value {
+                return s.trim().to_ascii_lowercase();
+            }
+        }
+    }
+    "*".into()
+}
+
+/// The settings a `SET` statement changes.
+fn set_names(s: &ast::Set) -> Vec<String> {
+    let last = |n: &ObjectName| {
+        n.0.last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.to_ascii_lowercase())
+            .unwrap_or_else(|| "*".into())
+    };
+    match s {
+        ast::Set::SingleAssignment { variable, .. } => vec![last(variable)],
+        ast::Set::ParenthesizedAssignments { variables, .. } => {
+            variables.iter().map(last).collect()
+        }
+        ast::Set::MultipleAssignments { assignments } => {
+            assignments.iter().map(|a| last(&a.name)).collect()
+        }
+        ast::Set::SetSessionAuthorization(_) => vec!["session_authorization".into()],
+        ast::Set::SetRole { .. } => vec!["role".into()],
+        ast::Set::SetTimeZone { .. } => vec!["timezone".into()],
+        ast::Set::SetNames { .. } | ast::Set::SetNamesDefault {} => vec!["client_encoding".into()],
+        ast::Set::SetTransaction { .. } => vec!["transaction".into()],
+        _ => vec!["*".into()],
+    }
+}
+
 /// Classifies one parsed statement.
 pub fn classify_statement(st: &Statement, text: String) -> StatementInfo {
     use ObjectType as O;
@@ -648,6 +701,7 @@ pub fn classify_statement(st: &Statement, text: String) -> StatementInfo {
         info.has_where = inner.has_where;
         info.copy_program = inner.copy_program;
         info.copy_file = inner.copy_file;
+        info.settings = inner.settings.clone();
         info.inner = Some(Box::new(inner));
         return info;
     }
@@ -830,5 +884,9 @@ pub fn classify_statement(st: &Statement, text: String) -> StatementInfo {
     info.has_where = !c.unguarded;
     info.copy_program = copy_program;
     info.copy_file = copy_file;
+    if let Statement::Set(set) = st {
+        info.settings.extend(set_names(set));
+    }
+    info.settings.extend(c.settings);
     info
 }

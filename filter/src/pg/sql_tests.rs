@@ -476,3 +476,44 @@ const OTHER_VARIANTS: &[(&str, &str)] = &[
         "CreateTextSearch",
     ),
 ];
+
+#[test]
+fn settings_changed_are_reported() {
+    let settings = |sql: &str| one(sql).settings;
+    assert_eq!(settings("SET search_path = private"), ["search_path"]);
+    assert_eq!(
+        settings("SET LOCAL statement_timeout = 5"),
+        ["statement_timeout"]
+    );
+    assert_eq!(settings("SET ROLE admin"), ["role"]);
+    assert_eq!(
+        settings("SET SESSION AUTHORIZATION admin"),
+        ["session_authorization"]
+    );
+    assert_eq!(settings("SET NAMES 'SJIS'"), ["client_encoding"]);
+    assert_eq!(
+        settings("SET client_encoding TO 'SJIS'"),
+        ["client_encoding"]
+    );
+    assert_eq!(
+        settings("SELECT set_config('client_encoding', 'SJIS', false)"),
+        ["client_encoding"]
+    );
+    assert_eq!(
+        settings("SELECT pg_catalog.set_config('Search_Path', 'x', false)"),
+        ["search_path"]
+    );
+    assert_eq!(
+        settings("SELECT set_config(name, 'x', false) FROM t"),
+        ["*"]
+    );
+    assert_eq!(
+        settings("SELECT * FROM t WHERE x = (SELECT set_config('standard_conforming_strings', 'off', false))"),
+        ["standard_conforming_strings"]
+    );
+    assert_eq!(
+        settings("PREPARE p AS SELECT set_config('role', 'x', false)"),
+        ["role"]
+    );
+    assert!(settings("SELECT 1").is_empty());
+}

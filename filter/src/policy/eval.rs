@@ -324,6 +324,35 @@ fn decide_one(
     decide_one_inner(policy, roles, target, req, stmt, trace, true)
 }
 
+/// Settings no statement may change through the filter, whatever the
+/// policy says: they change who the session is (`role`,
+/// `session_authorization`), how table names resolve (`search_path`), or
+/// how the server reads SQL text, which would let a statement mean one
+/// thing to the filter and another to the server (`client_encoding`,
+/// `standard_conforming_strings`, `backslash_quote`). `*`: a
+/// `set_config` whose setting name is not a literal.
+pub const PROTECTED_SETTINGS: &[&str] = &[
+    "role",
+    "session_authorization",
+    "search_path",
+    "client_encoding",
+    "standard_conforming_strings",
+    "backslash_quote",
+    "*",
+];
+
+/// The id reported for refusals by the protected-settings guard.
+pub const PROTECTED_SETTINGS_RULE: &str = "builtin:protected-setting";
+
+/// The protected setting a statement (or the statement it prepares or
+/// explains-and-runs) changes, if any.
+fn protected_setting(s: &StatementInfo) -> Option<&str> {
+    s.settings
+        .iter()
+        .find(|n| PROTECTED_SETTINGS.contains(&n.as_str()))
+        .map(String::as_str)
+}
+
 /// `traced`: report every rule to `trace`; else rules for other roles are
 /// skipped silently (same decision, less work).
 fn decide_one_inner(
@@ -339,6 +368,34 @@ fn decide_one_inner(
         Some((_, s)) => format!("{} statement `{}`", req.describe(), clip(&s.text)),
         None => req.describe(),
     };
+    // 0. A built-in guard no rule can lift (see PROTECTED_SETTINGS).
+    let statement = match (req, stmt) {
+        (Request::Sql { statement }, _) => Some(*statement),
+        (_, Some((_, s))) => Some(s),
+        _ => None,
+    };
+    if let Some(name) = statement.and_then(protected_setting) {
+        let shown = if name == "*" {
+            "a setting named by a non-literal `set_config` argument".to_owned()
+        } else {
+            format!("`{name}`")
+        };
+        trace(RuleTrace {
+            rule: PROTECTED_SETTINGS_RULE.into(),
+            effect: Effect::Deny,
+            matched: true,
+            why: format!("the statement changes {shown}"),
+        });
+        return Decision {
+            effect: Effect::Deny,
+            rule: Some(PROTECTED_SETTINGS_RULE.into()),
+            reason: format!(
+                "{what} is denied: it changes {shown}, which no statement may change through \
+                 pinhole (it would change the session's identity, how table names resolve or \
+                 how the server reads SQL)"
+            ),
+        };
+    }
     let mut first: [Option<(&Rule, String)>; 3] = [None, None, None];
     // The first allow rule that fitted the caller and the item but failed an
     // argument constraint: named in the default deny so the caller learns
@@ -1203,6 +1260,43 @@ mod tests {
     }
 
     #[test]
+    fn protected_settings_are_refused_whatever_the_policy() {
+        let p = sql_policy();
+        // dba-all allows every statement kind on the target...
+        assert!(sql_on_db(&p, &["dba"], "SET statement_timeout = 5").allowed());
+        assert!(sql_on_db(
+            &p,
+            &["dba"],
+            "SELECT set_config('application_name', 'x', false)"
+        )
+        .allowed());
+        // ...but not these.
+        for q in [
+            "SET search_path = private",
+            "SET ROLE postgres",
+            "SET SESSION AUTHORIZATION postgres",
+            "SET NAMES 'SJIS'",
+            "SET standard_conforming_strings = off",
+            "SELECT set_config('client_encoding', 'SJIS', false)",
+            "SELECT 1; SELECT pg_catalog.set_config('search_path', 'private', false)",
+            "SELECT set_config(current_user, 'x', false)",
+            "PREPARE p AS SELECT set_config('role', 'x', false)",
+        ] {
+            let d = sql_on_db(&p, &["dba"], q);
+            assert_eq!(
+                verdict(&d),
+                (Effect::Deny, Some(PROTECTED_SETTINGS_RULE)),
+                "{q}"
+            );
+            assert!(
+                d.reason.contains("no statement may change"),
+                "{q}: {}",
+                d.reason
+            );
+        }
+    }
+
+    #[test]
     fn sql_rules_on_a_postgres_target() {
         let p = sql_policy();
         let a = &["analyst"];
@@ -1345,6 +1439,7 @@ mod tests {
             copy_program: false,
             copy_file: false,
             inner: None,
+            settings: vec![],
             text: "FANCY".into(),
         };
         let any_allow = vec![on(
