@@ -156,8 +156,20 @@ mod tests {
             "public.*", "/api/**", "a***", "deploy", "*", "**", "", "a*", "a**", "a/*",
         ];
         let texts = [
-            "public.orders", "public.a/b", "public.", "publicx", "/api/a/b", "/apix", "a/b",
-            "deploy", "deploy2", "x/y", "", "a", "ab", "a/",
+            "public.orders",
+            "public.a/b",
+            "public.",
+            "publicx",
+            "/api/a/b",
+            "/apix",
+            "a/b",
+            "deploy",
+            "deploy2",
+            "x/y",
+            "",
+            "a",
+            "ab",
+            "a/",
         ];
         for p in patterns {
             for t in texts {

@@ -14,4 +14,6 @@ pub mod stream;
 #[cfg(test)]
 mod codec_tests;
 #[cfg(test)]
+mod session_tests;
+#[cfg(test)]
 mod sql_tests;

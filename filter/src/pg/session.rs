@@ -77,6 +77,17 @@ const STARTUP_PARAMS: &[&str] = &[
 const REFUSED_STARTUP_PARAMS: &[&str] =
     &["options", "replication", "role", "session_authorization"];
 
+/// Named prepared statements (and, separately, portals) tracked per
+/// connection; a client that keeps more open is disconnected.
+pub const MAX_PREPARED: usize = 10_000;
+
+fn too_many(what: &str) -> Fatal {
+    Fatal::new(
+        "54000",
+        format!("more than {MAX_PREPARED} {what} open on one connection; close some (DEALLOCATE / Close)"),
+    )
+}
+
 /// The prepared statement and portal names the filter uses for refusals.
 const REFUSAL_NAME: &str = "pinhole_refused";
 
@@ -183,6 +194,10 @@ struct Expect {
     /// Sent by the filter, not the client: its answer is dropped (errors
     /// excepted).
     synthetic: bool,
+    /// A Sync the client sent while its COPY FROM STDIN was open: the
+    /// server ignores it if it is in copy-in mode when it reads it (it then
+    /// never answers), which it is once CopyInResponse arrives.
+    in_copy: bool,
 }
 
 /// What the filter knows of a prepared statement or portal.
@@ -259,6 +274,9 @@ pub struct Session {
     /// A COPY FROM STDIN was allowed and is in progress: client CopyData
     /// may flow.
     copy_in: bool,
+    /// The client has not yet ended (CopyDone/CopyFail) an allowed COPY
+    /// FROM STDIN it started.
+    copy_client_open: bool,
     /// The answer tracking lost sync with the server (a bug or an unknown
     /// message): stop dropping answers to synthetic messages.
     desync: bool,
@@ -338,6 +356,7 @@ impl Session {
             statements: HashMap::new(),
             portals: HashMap::new(),
             copy_in: false,
+            copy_client_open: false,
             desync: false,
             nonce,
             events: Vec::new(),
@@ -394,7 +413,24 @@ impl Session {
         }
     }
 
+    /// Client-controlled text (user names, parameter names, SQL) can
+    /// reach a message: control characters are escaped so no line can be
+    /// forged in the operator's log.
     fn log(&mut self, level: Level, message: String) {
+        let message = if message.chars().any(char::is_control) {
+            message
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        } else {
+            message
+        };
         self.events.push(Event { level, message });
     }
 
@@ -615,8 +651,18 @@ impl Session {
                     ));
                 }
                 let mut kept = Vec::with_capacity(s.params.len());
+                let mut seen: Vec<String> = Vec::with_capacity(s.params.len());
                 for (k, v) in std::mem::take(&mut s.params) {
                     let lower = k.to_ascii_lowercase();
+                    if seen.contains(&lower) {
+                        // The server takes the last of repeated parameters:
+                        // a second `user` would undo the backend role.
+                        return Err(Fatal::new(
+                            "08P01",
+                            format!("startup parameter `{k}` is repeated"),
+                        ));
+                    }
+                    seen.push(lower.clone());
                     if REFUSED_STARTUP_PARAMS.contains(&lower.as_str()) {
                         return Err(Fatal::new(
                             "42501",
@@ -787,6 +833,7 @@ impl Session {
                 let out = if d.allowed() {
                     if mentions_copy_from(sql) {
                         self.copy_in = true;
+                        self.copy_client_open = true;
                     }
                     None
                 } else {
@@ -797,6 +844,9 @@ impl Session {
             }
             b'P' => {
                 let (name, sql) = codec::parse_view(frame).ok_or_else(malformed)?;
+                if self.statements.len() >= MAX_PREPARED && !self.statements.contains_key(name) {
+                    return Err(too_many("prepared statements"));
+                }
                 let who = self.recheck(authority, now)?;
                 let d = authority.decide_sql(&who, sql);
                 let out = if d.allowed() {
@@ -821,6 +871,9 @@ impl Session {
             }
             b'B' => {
                 let (portal, statement) = codec::bind_view(frame).ok_or_else(malformed)?;
+                if self.portals.len() >= MAX_PREPARED && !self.portals.contains_key(portal) {
+                    return Err(too_many("portals"));
+                }
                 match self.statements.get(statement) {
                     Some(Prepared::Refused(msg)) => {
                         let msg = msg.clone();
@@ -861,6 +914,8 @@ impl Session {
                     other => {
                         if matches!(other, Some(Prepared::Allowed { copy_in: true })) {
                             self.copy_in = true;
+                            self.copy_client_open = true;
+                            self.copy_client_open = true;
                         }
                         self.push_expect(ExpectKind::Execute, false);
                         Ok(None)
@@ -945,7 +1000,12 @@ impl Session {
     }
 
     fn push_expect(&mut self, kind: ExpectKind, synthetic: bool) {
-        self.expect.push_back(Expect { kind, synthetic });
+        let in_copy = kind == ExpectKind::Sync && self.copy_client_open;
+        self.expect.push_back(Expect {
+            kind,
+            synthetic,
+            in_copy,
+        });
     }
 
     /// A refusal in the extended protocol: an error raised by executing a
@@ -968,8 +1028,14 @@ impl Session {
     pub fn on_upstream(&mut self, data: &[u8], authority: &dyn Authority, now: u64) -> Step {
         match &mut self.auth {
             Auth::Doomed { error, sent, .. } => {
+                // First finish a message already partly forwarded, so the
+                // client reads the error as a message of its own.
+                let (n, keep) = self.back.finish_partial(data);
                 let mut out = Vec::new();
-                if !*sent {
+                if keep {
+                    out.extend_from_slice(data.get(..n).unwrap_or_default());
+                }
+                if !*sent && !self.back.mid_message() {
                     *sent = true;
                     out.append(error);
                 }
@@ -1083,6 +1149,9 @@ impl Session {
                 // Hold the welcome until the token is verified.
                 if self.held.len() + frame.len() > 64 * 1024 {
                     return Err(Fatal::new("08P01", "server welcome too long"));
+                }
+                if let Some(why) = unsafe_parameter(frame) {
+                    return Err(Fatal::new("08004", why));
                 }
                 if frame.first() == Some(&b'Z') {
                     self.held_ready = true;
@@ -1253,6 +1322,9 @@ impl Session {
             // Asynchronous: NoticeResponse, ParameterStatus, Notification.
             b'N' | b'S' | b'A' => return true,
             b'C' | b'Z' => self.copy_in = false,
+            // Copy-in mode: the Syncs the client sent during it are ignored
+            // by the server, so they are owed nothing.
+            b'G' => self.expect.retain(|e| !e.in_copy),
             _ => {}
         }
         let Some(front) = self.expect.front().copied() else {
@@ -1293,6 +1365,7 @@ impl Session {
 
     fn server_error(&mut self, frame: &[u8], out: &mut Vec<u8>) {
         self.copy_in = false;
+        self.copy_client_open = false;
         // In the extended protocol the server skips everything up to Sync
         // after an error: so do the expectations.
         while let Some(front) = self.expect.front() {
@@ -1455,6 +1528,10 @@ impl Sink for FrontSink<'_> {
             Some(b'H') => Verdict::Stream,
             // COPY data flows only while an allowed COPY FROM STDIN runs.
             Some(b'd' | b'c' | b'f') => {
+                if tag != Some(b'd') {
+                    // CopyDone / CopyFail: the client's copy is over.
+                    self.s.copy_client_open = false;
+                }
                 if self.s.copy_in {
                     Verdict::Stream
                 } else {

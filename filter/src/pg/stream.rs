@@ -164,6 +164,20 @@ impl Scanner {
         Scanner::default()
     }
 
+    /// How many leading bytes of `data` finish a message already partly
+    /// forwarded (`keep`: they must be forwarded too, so the peer's framing
+    /// stays intact), consuming them.
+    pub fn finish_partial(&mut self, data: &[u8]) -> (usize, bool) {
+        let n = self.rest.min(data.len());
+        self.rest -= n;
+        (n, self.rest_keep)
+    }
+
+    /// Whether a streamed message is still partly forwarded.
+    pub fn mid_message(&self) -> bool {
+        self.rest > 0
+    }
+
     /// Bytes buffered, waiting for the rest of a message.
     pub fn held(&self) -> usize {
         self.hold.len()
