@@ -131,6 +131,15 @@ def main() -> int:
                                   PLUGIN_CONFIG=envoyctl.plugin_config(pg.TARGET, blob, listener="postgres"))
         # warning level: an access-log line per connection is fine, per-connection
         # info logging of the filter is not what we measure.
+        null_wasm = Path(artifacts.wasm).parent / "pinhole_null_filter.wasm"
+        if not null_wasm.exists():
+            raise SystemExit(f"{null_wasm} missing: run scripts/build.sh")
+        null_cfg = envoyctl.render(ROOT / "envoy" / "postgres.yaml", workdir / "null.envoy.yaml",
+                                   UPSTREAM_PORT=cluster.port, WASM=null_wasm, PASSWORD_ENV=pg.PASSWORD_ENV,
+                                   PLUGIN_CONFIG="network")
+        n = envoyctl.Envoy(null_cfg, workdir, name="null_wasm", log_level="warning", env=env)
+        envoys.append(n)
+        n.start(timeout=60)
         a = envoyctl.Envoy(tcp_cfg, workdir, name="tcp_proxy", log_level="warning", env=env)
         envoys.append(a)
         a.start(timeout=60)
@@ -146,17 +155,25 @@ def main() -> int:
                        clients=args.clients, threads=args.threads)
             pg.pgbench(b.listen_port, "bench", tokens.bench(), mode=mode, seconds=1,
                        clients=args.clients, threads=args.threads)
+            pg.pgbench(n.listen_port, pg.BACKEND_USER, cluster.password, mode=mode, seconds=1,
+                       clients=args.clients, threads=args.threads)
 
-        print(f"{'mode':9} {'round':>5} {'A tps':>10} {'B tps':>10} {'B/A':>6} {'A µs/tx':>8} {'B µs/tx':>8}",
-              flush=True)
+        print("N = tcp_proxy + a trivial Rust proxy-wasm filter that only copies each read "
+              "(bench/null-filter): the floor any Wasm network filter pays", flush=True)
+        print(f"{'mode':9} {'round':>5} {'A tps':>10} {'N tps':>10} {'B tps':>10} {'N/A':>6} {'B/A':>6} "
+              f"{'A µs/tx':>8} {'N µs/tx':>8} {'B µs/tx':>8}", flush=True)
         for rnd in range(1, args.rounds + 1):
             for mode in modes:
                 ra = run_once(a, pg.BACKEND_USER, cluster.password, mode, args)
+                rn = run_once(n, pg.BACKEND_USER, cluster.password, mode, args)
                 rb = run_once(b, "bench", tokens.bench(), mode, args)
                 ratio = rb["tps"] / ra["tps"] if ra["tps"] else 0.0
-                results["runs"].append({"round": rnd, "mode": mode, "tcp_proxy": ra, "pinhole": rb, "ratio": ratio})
-                print(f"{mode:9} {rnd:>5} {ra['tps']:>10.0f} {rb['tps']:>10.0f} {ratio:>6.3f} "
-                      f"{_fmt(ra['envoy_cpu_us_per_tx']):>8} {_fmt(rb['envoy_cpu_us_per_tx']):>8}", flush=True)
+                null_ratio = rn["tps"] / ra["tps"] if ra["tps"] else 0.0
+                results["runs"].append({"round": rnd, "mode": mode, "tcp_proxy": ra, "null_wasm": rn,
+                                        "pinhole": rb, "ratio": ratio, "null_ratio": null_ratio})
+                print(f"{mode:9} {rnd:>5} {ra['tps']:>10.0f} {rn['tps']:>10.0f} {rb['tps']:>10.0f} "
+                      f"{null_ratio:>6.3f} {ratio:>6.3f} {_fmt(ra['envoy_cpu_us_per_tx']):>8} "
+                      f"{_fmt(rn['envoy_cpu_us_per_tx']):>8} {_fmt(rb['envoy_cpu_us_per_tx']):>8}", flush=True)
 
         print()
         below = []
@@ -165,6 +182,8 @@ def main() -> int:
             a_tps = statistics.median(r["tcp_proxy"]["tps"] for r in runs)
             b_tps = statistics.median(r["pinhole"]["tps"] for r in runs)
             ratio = statistics.median(r["ratio"] for r in runs)
+            null_ratio = statistics.median(r["null_ratio"] for r in runs)
+            n_cpu = _median([r["null_wasm"]["envoy_cpu_us_per_tx"] for r in runs])
             a_cpu = _median([r["tcp_proxy"]["envoy_cpu_us_per_tx"] for r in runs])
             b_cpu = _median([r["pinhole"]["envoy_cpu_us_per_tx"] for r in runs])
             ok = ratio >= TARGETS[mode]
@@ -172,11 +191,13 @@ def main() -> int:
                 below.append(mode)
             results["summary"][mode] = {"tcp_proxy_tps": a_tps, "pinhole_tps": b_tps, "ratio": ratio,
                                         "target": TARGETS[mode], "meets_target": ok,
+                                        "null_wasm_ratio": null_ratio,
+                                        "null_wasm_envoy_cpu_us_per_tx": n_cpu,
                                         "tcp_proxy_envoy_cpu_us_per_tx": a_cpu,
                                         "pinhole_envoy_cpu_us_per_tx": b_cpu}
             print(f"{mode:9} median  A {a_tps:>8.0f} tps   B {b_tps:>8.0f} tps   B/A {ratio:.3f} "
-                  f"(target >= {TARGETS[mode]:.2f}: {'ok' if ok else 'BELOW'})   "
-                  f"Envoy CPU/tx A {_fmt(a_cpu)} µs, B {_fmt(b_cpu)} µs", flush=True)
+                  f"(target >= {TARGETS[mode]:.2f}: {'ok' if ok else 'BELOW'})   N/A {null_ratio:.3f}   "
+                  f"Envoy CPU/tx A {_fmt(a_cpu)} µs, N {_fmt(n_cpu)} µs, B {_fmt(b_cpu)} µs", flush=True)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,6 +1,8 @@
-"""Pinhole demo: the example policy (examples/mcp-tools/policy.yaml) enforced
-by the real filter in a real Envoy, in front of a real MCP server, called by
-the official MCP SDK client as two different identities.
+"""Pinhole demo: the example policies enforced by the real filter in a real
+Envoy: examples/mcp-tools/policy.yaml in front of a real MCP server, called
+by the official MCP SDK client as several identities, and
+examples/orders-db/policy.yaml in front of a real PostgreSQL 15, used with
+psql, logging in with JWTs.
 
 Run it with scripts/demo.sh (which installs and builds first). Directly:
 
@@ -38,9 +40,11 @@ from mcp import MCPError  # noqa: E402
 
 import envoyctl  # noqa: E402
 import harness  # noqa: E402
+import pg  # noqa: E402
 from tokens import Issuer, KeySet, SigningKey  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "mcp-tools"
+PG_EXAMPLE = ROOT / "examples" / "orders-db"
 
 # The issuers of examples/mcp-tools/policy.yaml (iss claim, audience).
 CORP_ISS = "https://sso.acme.example"
@@ -192,6 +196,81 @@ def show_server_log(server: harness.McpServer, mark: int) -> None:
 
 # ---------------------------------------------------------------- main
 
+def show_postgres(artifacts: harness.Artifacts, workdir: Path, ks: KeySet, cluster: pg.Cluster) -> envoyctl.Envoy:
+    """examples/orders-db/policy.yaml on a PostgreSQL listener: psql logs in
+    with JWTs, every statement is decided."""
+    heading("PostgreSQL: examples/orders-db/policy.yaml, psql through Envoy (network filter + tcp_proxy)")
+    # The example's backend role and password variable, renamed to the demo
+    # cluster's; its JWKS path pointed at the demo keys.
+    text = (PG_EXAMPLE / "policy.yaml").read_text()
+    text = text.replace("backend_user: orders_app", f"backend_user: {pg.BACKEND_USER}")
+    text = text.replace("backend_password_env: ORDERS_DB_PASSWORD", f"backend_password_env: {pg.PASSWORD_ENV}")
+    text = text.replace("../mcp-tools/keys/", "keys/")
+    (workdir / "orders-db.policy.yaml").write_text(text)
+    blob = harness.compile_policy(artifacts.pinhole, workdir / "orders-db.policy.yaml", workdir / "orders-db.bin")
+    config = envoyctl.render(envoyctl.ROOT / "envoy" / "postgres.yaml", workdir / "envoy-postgres.yaml",
+                             WASM=artifacts.wasm, UPSTREAM_PORT=cluster.port, PASSWORD_ENV=pg.PASSWORD_ENV,
+                             PLUGIN_CONFIG=envoyctl.plugin_config("orders-db", blob, listener="postgres"))
+    envoy = envoyctl.Envoy(config, workdir, name="envoy-postgres",
+                           env={pg.PASSWORD_ENV: cluster.password}).start(timeout=60)
+    port = envoy.listen_port
+    print(f"  PostgreSQL 15    127.0.0.1:{cluster.port}  (backend role {pg.BACKEND_USER}, scram-sha-256; "
+          f"its password only in Envoy's environment)")
+    print(f"  Envoy + pinhole  127.0.0.1:{port}  (target `orders-db`)")
+    mark = cluster.log_mark()
+
+    def run(title: str, token: str, statements: list[str]) -> None:
+        print()
+        print(bold(title))
+        for sql in statements:
+            r = pg.psql(port, "alice", token, sql, stop_on_error=True)
+            if r.returncode == 0:
+                out = " | ".join(r.stdout.strip().splitlines()) or "ok"
+                print(f"  {green('ALLOW ')} {short(sql, 60):60}  → {short(out, 50)}")
+            else:
+                err = next((ln for ln in r.stderr.splitlines() if "ERROR" in ln or "FATAL" in ln),
+                           r.stderr.strip())
+                err = re.sub(r"^.*?(ERROR|FATAL):\s*", r"\1 ", err)
+                print(f"  {red('REFUSE')} {short(sql, 60):60}  → {short(err, 110)}")
+
+    analyst = ks.mint("corp-sso", "alice@acme.example", groups=["analysts"], aud=AUDIENCE)
+    run("analyst alice@acme.example (psql, JWT as the password)", analyst, [
+        "SELECT current_user, count(*) FROM orders",
+        "SELECT o.id, c.email FROM orders o JOIN customers c ON c.id = o.customer_id ORDER BY o.id LIMIT 1",
+        "DROP TABLE orders",
+        "SELECT 1; DELETE FROM orders",
+        "SELECT * FROM secrets",
+        "SELECT pg_read_file('/etc/passwd')",
+        "SELECT set_config('search_path', 'private', false)",
+    ])
+    dba = ks.mint("corp-sso", "dan@acme.example", groups=["dba"], aud=AUDIENCE)
+    run("dba dan@acme.example", dba, [
+        "UPDATE orders SET status = 'late' WHERE id = 1",
+        "DELETE FROM orders",
+        "ALTER TABLE orders ADD COLUMN note text",
+        "TRUNCATE orders",
+    ])
+    print()
+    print(bold("refused logins"))
+    for title, token in (
+            ("expired token", ks.mint("corp-sso", "alice@acme.example", groups=["analysts"],
+                                      aud=AUDIENCE, iat_offset=-1200, lifetime=600)),
+            ("revoked contractor", ks.mint("corp-sso", "contractor-7@acme.example", groups=["analysts"],
+                                           aud=AUDIENCE)),
+            ("forged signature", ks.sign(ks.claims("corp-sso", "mallory@acme.example", groups=["dba"],
+                                                   aud=AUDIENCE), ks.attacker_rsa)),
+            ("not a JWT", "hunter2")):
+        r = pg.psql(port, "alice", token, "SELECT 1")
+        err = next((ln for ln in r.stderr.splitlines() if "FATAL" in ln), r.stderr.strip())
+        print(f"  {red('REFUSE')} {title:20} → {short(err[err.find('FATAL'):], 110)}")
+    print()
+    print(bold("what the database itself ran") + dim(" (its statement log; refusals arrive as DO blocks that raise 42501)"))
+    for st in cluster.statements_since(mark):
+        one = " ".join(st.split())
+        print(f"  {dim('ran')} {short(one, 110)}")
+    return envoy
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Pinhole demo")
     parser.add_argument("--serve", action="store_true", help="keep running after the demo (Ctrl-C to stop)")
@@ -202,7 +281,7 @@ def main() -> int:
     workdir = Path(os.environ.get("PINHOLE_DEMO_DIR") or ROOT / ".work" / "demo")
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    server = envoy = None
+    server = envoy = pg_envoy = cluster = None
     try:
         print(bold("Pinhole demo") + f"  policy: {EXAMPLE.relative_to(ROOT)}/policy.yaml")
         shutil.copy(EXAMPLE / "policy.yaml", workdir / "policy.yaml")
@@ -272,6 +351,11 @@ def main() -> int:
         show_server_log(server, mark)
         show_decision_log(envoy)
 
+        cluster = pg.Cluster("demo", log_statements=True).start()
+        cluster.set_auth("scram-sha-256")
+        pg_envoy = show_postgres(artifacts, workdir, ks, cluster)
+        show_decision_log(pg_envoy)
+
         if args.serve:
             heading("serving; Ctrl-C to stop")
             print(f"  export ANALYST={analyst}")
@@ -286,9 +370,13 @@ def main() -> int:
             except KeyboardInterrupt:
                 pass
         print()
-        print(dim(f"Envoy and the MCP server are stopped; policy, blob, configs and logs are in {workdir}"))
+        print(dim(f"Envoy, the MCP server and PostgreSQL are stopped; policies, blobs, configs and logs are in {workdir}"))
         return 0
     finally:
+        if pg_envoy is not None:
+            pg_envoy.stop()
+        if cluster is not None:
+            cluster.stop()
         if envoy is not None:
             envoy.stop()
         if server is not None:
