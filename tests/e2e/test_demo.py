@@ -36,3 +36,16 @@ def test_demo_runs(artifacts, tmp_path) -> None:
     assert "k8s_get_pods" in executed and "search_orders" in executed
     assert "k8s_get_secrets" not in executed and "delete_everything" not in executed
     assert '"production"' not in executed
+    # PostgreSQL: psql with JWTs through the network filter.
+    assert "pinhole_app|" in line("ALLOW  SELECT current_user, count(*) FROM orders")
+    assert "42501" in line("REFUSE DROP TABLE orders")
+    assert "42501" in line("REFUSE SELECT 1; DELETE FROM orders")
+    assert "approval required" in line("REFUSE ALTER TABLE orders ADD COLUMN note text")
+    assert "28P01" in line("REFUSE expired token") or "token expired" in line("REFUSE expired token")
+    assert "subject revoked" in line("REFUSE revoked contractor")
+    # The database ran the allowed statements and, for refusals, only the
+    # filter's DO blocks: never the refused SQL.
+    ran = out.split("what the database itself ran", 1)[1].split("Envoy's log", 1)[0]
+    assert "SELECT current_user, count(*) FROM orders" in ran
+    assert "DROP TABLE" not in ran and "TRUNCATE" not in ran and "DELETE FROM orders" not in ran
+    assert "DO $pinhole$" in ran
