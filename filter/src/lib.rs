@@ -20,6 +20,7 @@ pub mod glob;
 pub mod identity;
 pub mod mask;
 pub mod mcp;
+pub mod metrics;
 pub mod pg;
 pub mod policy;
 

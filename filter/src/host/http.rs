@@ -74,6 +74,11 @@ impl Http {
     }
 
     fn log_decision_for(&self, engine: &Engine, who: Option<&Identity>, what: &str, d: &Decision) {
+        super::metrics::inc(&crate::metrics::decision(
+            d.effect.as_str(),
+            &engine.target.name,
+            d.rule.as_deref(),
+        ));
         let line = format!(
             "pinhole: decision={} rule={} target={} subject={} roles={} source={} request={} op=\"{}\" reason=\"{}\"",
             d.effect.as_str(),
@@ -107,6 +112,10 @@ impl Http {
         let who = match engine.authenticate(auth.as_deref(), now_secs(self)) {
             Ok(who) => who,
             Err(e) => {
+                super::metrics::inc(&crate::metrics::auth_failure(
+                    e.reason(),
+                    &engine.target.name,
+                ));
                 log::warn!(
                     "pinhole: authentication failed target={} source={} request={} reason=\"{}\"",
                     engine.target.name,

@@ -2,6 +2,7 @@
 //! Envoy and the host-free engine and never decides anything itself.
 
 mod http;
+mod metrics;
 mod tcp;
 
 use std::rc::Rc;
@@ -56,6 +57,7 @@ impl RootContext for Root {
                 Loaded::Ready(Box::new(engine))
             }
             Err(reason) => {
+                metrics::inc(crate::metrics::POLICY_LOAD_FAILURE);
                 log::error!(
                     "pinhole: policy NOT loaded, refusing all traffic (HTTP 503, PostgreSQL 08004; fail closed): {reason}"
                 );

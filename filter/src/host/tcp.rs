@@ -63,6 +63,18 @@ impl Tcp {
     }
 
     fn flush_logs(&mut self, engine: Option<&Engine>) {
+        if let Some(engine) = engine {
+            let target = &engine.target.name;
+            for (rule, n) in self.session.take_allowed() {
+                super::metrics::add(
+                    &crate::metrics::decision("allow", target, rule.as_deref()),
+                    n,
+                );
+            }
+            if let Some(reason) = self.session.take_auth_failure() {
+                super::metrics::inc(&crate::metrics::auth_failure(reason, target));
+            }
+        }
         for e in self.session.take_events() {
             match e.level {
                 Level::Info => log::info!("{} conn={}", e.message, self.id),
@@ -82,6 +94,16 @@ impl Tcp {
 
     fn log_decision(&self, engine: &Engine, source: &str, sql: &str, d: &Decision) {
         let allowed = d.effect == Effect::Allow;
+        if !allowed {
+            super::metrics::inc(&crate::metrics::decision(
+                d.effect.as_str(),
+                &engine.target.name,
+                d.rule.as_deref(),
+            ));
+            if d.rule.is_none() && d.reason.starts_with("the SQL could not be parsed") {
+                super::metrics::inc(&crate::metrics::sql_parse_failure(&engine.target.name));
+            }
+        }
         if allowed && !log::log_enabled!(log::Level::Debug) {
             return;
         }

@@ -285,6 +285,11 @@ pub struct Session {
     decisions: Vec<StatementDecision>,
     /// Statements allowed so far.
     allowed: u64,
+    /// Allowed statements per deciding rule, since the last
+    /// [`Session::take_allowed`].
+    allowed_by_rule: Vec<(Option<String>, u64)>,
+    /// Why the caller's token was refused, when it was.
+    auth_failure: Option<&'static str>,
     /// Keep allowed decisions for [`Session::take_decisions`] too (else only
     /// refusals are kept).
     pub record_allowed: bool,
@@ -362,6 +367,8 @@ impl Session {
             events: Vec::new(),
             decisions: Vec::new(),
             allowed: 0,
+            allowed_by_rule: Vec::new(),
+            auth_failure: None,
             record_allowed: false,
         }
     }
@@ -384,6 +391,16 @@ impl Session {
     /// Statement decisions made since the last call.
     pub fn take_decisions(&mut self) -> Vec<StatementDecision> {
         std::mem::take(&mut self.decisions)
+    }
+
+    /// Allowed statements per deciding rule since the last call.
+    pub fn take_allowed(&mut self) -> Vec<(Option<String>, u64)> {
+        std::mem::take(&mut self.allowed_by_rule)
+    }
+
+    /// Why the caller's token was refused (once).
+    pub fn take_auth_failure(&mut self) -> Option<&'static str> {
+        self.auth_failure.take()
     }
 
     /// Statements allowed so far on this connection.
@@ -727,9 +744,13 @@ impl Session {
         };
         let token = codec::parse_password(&data)
             .map_err(|_| Fatal::new("28P01", "the password message is malformed"))?;
-        let who = authority
-            .authenticate(token.trim(), now)
-            .map_err(|e| auth_fatal(&e))?;
+        let who = match authority.authenticate(token.trim(), now) {
+            Ok(who) => who,
+            Err(e) => {
+                self.auth_failure = Some(e.reason());
+                return Err(auth_fatal(&e));
+            }
+        };
         let backend = authority
             .backend()
             .map_err(|reason| Fatal::new("08004", reason))?
@@ -978,17 +999,29 @@ impl Session {
         };
         match authority.recheck(&who, now) {
             Ok(()) => Ok(who),
-            Err(AuthError::Expired) => Err(Fatal::new(
-                "28000",
-                "your token expired; reconnect with a fresh token",
-            )),
-            Err(e) => Err(auth_fatal(&e)),
+            Err(e) => {
+                self.auth_failure = Some(e.reason());
+                Err(match e {
+                    AuthError::Expired => {
+                        Fatal::new("28000", "your token expired; reconnect with a fresh token")
+                    }
+                    e => auth_fatal(&e),
+                })
+            }
         }
     }
 
     fn record(&mut self, sql: &str, decision: Decision) {
         if decision.allowed() {
             self.allowed += 1;
+            match self
+                .allowed_by_rule
+                .iter_mut()
+                .find(|(r, _)| *r == decision.rule)
+            {
+                Some((_, n)) => *n += 1,
+                None => self.allowed_by_rule.push((decision.rule.clone(), 1)),
+            }
             if !self.record_allowed {
                 return;
             }
