@@ -230,32 +230,18 @@ impl Engine {
     /// Decide a SQL text on this (postgres) target: every statement, with
     /// classifications cached by normalized text.
     pub fn decide_sql(&self, who: &Identity, sql: &str) -> Decision {
-        let classified = match self.sql_cache.try_borrow_mut() {
-            Ok(mut c) => c.classify(sql),
-            Err(_) => crate::pg::sql::classify(sql).map(std::rc::Rc::from),
+        let evaluate = |statements: &[StatementInfo]| {
+            eval::decide_statements(&self.policy, &who.roles, &self.target.name, statements)
         };
-        match classified {
-            Ok(statements) => {
-                let d = eval::decide_statements(
-                    &self.policy,
-                    &who.roles,
-                    &self.target.name,
-                    &statements,
-                );
-                if d.allowed() || statements.len() != 1 {
-                    return d;
-                }
-                // A refusal quotes the statement: judge the exact text so
-                // the message shows the caller's literals, not the cached
-                // ones.
-                eval::evaluate_sql(
-                    &self.policy,
-                    &who.roles,
-                    &self.target.name,
-                    sql,
-                    &mut |_| {},
-                )
-            }
+        let decided = match self.sql_cache.try_borrow_mut() {
+            Ok(mut c) => c.decide(sql, &who.roles, evaluate),
+            Err(_) => crate::pg::sql::classify(sql).map(|s| evaluate(&s)),
+        };
+        match decided {
+            Ok(d) if d.allowed() => d,
+            // A refusal quotes the statement: judge the exact text so the
+            // message shows the caller's literals, not a cached shape's.
+            Ok(_) => eval::evaluate_sql(&self.policy, &who.roles, &self.target.name, sql, &mut |_| {}),
             Err(e) => Decision {
                 effect: Effect::Deny,
                 rule: None,

@@ -19,12 +19,17 @@ use crate::pg::session::{Authority, Backend, Level, Session, StatementDecision};
 use crate::policy::eval::Decision;
 use crate::policy::Effect;
 
+/// Allowed statements counted before the decision counters are updated.
+const ALLOWED_FLUSH: u64 = 256;
+
 pub(crate) struct Tcp {
     id: u32,
     loaded: Rc<Loaded>,
     session: Session,
     source: Option<String>,
     closed: bool,
+    /// The connection is ending: flush every count.
+    closing: bool,
 }
 
 impl Tcp {
@@ -50,6 +55,7 @@ impl Tcp {
             },
             source: None,
             closed: false,
+            closing: false,
         }
     }
 
@@ -65,11 +71,16 @@ impl Tcp {
     fn flush_logs(&mut self, engine: Option<&Engine>) {
         if let Some(engine) = engine {
             let target = &engine.target.name;
-            for (rule, n) in self.session.take_allowed() {
-                super::metrics::add(
-                    &crate::metrics::decision("allow", target, rule.as_deref()),
-                    n,
-                );
+            // Allowed statements are counted in the session and added to
+            // the counters in batches (and when the connection ends): a
+            // counter update per statement would cost more than deciding.
+            if self.session.pending_allowed() >= ALLOWED_FLUSH || self.closing {
+                for (rule, n) in self.session.take_allowed() {
+                    super::metrics::add(
+                        &crate::metrics::decision("allow", target, rule.as_deref()),
+                        n,
+                    );
+                }
             }
             if let Some(reason) = self.session.take_auth_failure() {
                 super::metrics::inc(&crate::metrics::auth_failure(reason, target));
@@ -272,5 +283,11 @@ impl StreamContext for Tcp {
 
     fn on_upstream_close(&mut self, _peer_type: PeerType) {}
 
-    fn on_log(&mut self) {}
+    fn on_log(&mut self) {
+        self.closing = true;
+        let loaded = Rc::clone(&self.loaded);
+        if let Loaded::Ready(engine) = &*loaded {
+            self.flush_logs(Some(engine.as_ref()));
+        }
+    }
 }

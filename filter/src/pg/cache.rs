@@ -21,6 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use crate::pg::sql::{self, SqlError, StatementInfo};
+use crate::policy::eval::Decision;
 
 /// Texts longer than this are classified but not cached.
 pub const MAX_CACHED_SQL: usize = 4096;
@@ -51,6 +52,8 @@ pub fn normalize(sql: &str) -> Option<String> {
     }
     let mut out = String::with_capacity(sql.len());
     let mut i = 0usize;
+    // Start of the run of bytes copied verbatim (flushed at each literal).
+    let mut run = 0usize;
     let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$';
     while let Some(&c) = b.get(i) {
         match c {
@@ -65,15 +68,16 @@ pub fn normalize(sql: &str) -> Option<String> {
                 if body.contains(&b'\\') || b.get(close + 1) == Some(&b'\'') {
                     return None;
                 }
+                out.push_str(sql.get(run..i)?);
                 out.push('?');
                 i = close + 1;
+                run = i;
             }
             b'"' => {
                 let close = b.get(i + 1..)?.iter().position(|&x| x == b'"')? + i + 1;
                 if b.get(close + 1) == Some(&b'"') {
                     return None;
                 }
-                out.push_str(sql.get(i..=close)?);
                 i = close + 1;
             }
             b'0'..=b'9' if i == 0 || !b.get(i - 1).is_some_and(|&p| ident(p) || p == b'.') => {
@@ -90,20 +94,20 @@ pub fn normalize(sql: &str) -> Option<String> {
                 if b.get(j).is_some_and(|&n| ident(n) || n == b'.') {
                     return None;
                 }
+                out.push_str(sql.get(run..i)?);
                 out.push('?');
                 i = j;
+                run = i;
             }
             b'-' if b.get(i + 1) == Some(&b'-') => return None,
             b'/' if b.get(i + 1) == Some(&b'*') => return None,
             b'$' => return None,
             b'\\' => return None,
             c if !c.is_ascii() => return None,
-            _ => {
-                out.push(char::from(c));
-                i += 1;
-            }
+            _ => i += 1,
         }
     }
+    out.push_str(sql.get(run..)?);
     Some(out)
 }
 
@@ -112,11 +116,24 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
-/// Classifications by cache key; first-in first-out once full.
+/// Role sets whose allow decision is remembered per entry.
+const DECISIONS_PER_ENTRY: usize = 8;
+
+#[derive(Debug)]
+struct Entry {
+    statements: Rc<[StatementInfo]>,
+    /// Allow decisions already made for these statements, by the caller's
+    /// roles (the only input of a decision besides the statements and the
+    /// policy, which owns this cache).
+    allowed: Vec<(Vec<String>, Decision)>,
+}
+
+/// Classifications (and allow decisions) by cache key; first-in first-out
+/// once full.
 #[derive(Debug)]
 pub struct SqlCache {
     capacity: usize,
-    map: HashMap<String, Rc<[StatementInfo]>>,
+    map: HashMap<String, Entry>,
     order: VecDeque<String>,
     hits: u64,
     misses: u64,
@@ -141,20 +158,68 @@ impl SqlCache {
             return sql::classify(sql).map(Rc::from);
         }
         let key = cache_key(sql);
-        if let Some(v) = self.map.get(&key) {
+        if let Some(e) = self.map.get(&key) {
             self.hits += 1;
-            return Ok(Rc::clone(v));
+            return Ok(Rc::clone(&e.statements));
         }
         self.misses += 1;
         let v: Rc<[StatementInfo]> = Rc::from(sql::classify(sql)?);
+        self.insert(key, Rc::clone(&v));
+        Ok(v)
+    }
+
+    /// Decide `sql` for `roles` with `decide` (given the classification),
+    /// remembering allow decisions: the same statement shape from the same
+    /// roles is then allowed without evaluating the policy again. Refusals
+    /// are never remembered (their messages quote the caller's text).
+    pub fn decide(
+        &mut self,
+        sql: &str,
+        roles: &[String],
+        decide: impl FnOnce(&[StatementInfo]) -> Decision,
+    ) -> Result<Decision, SqlError> {
+        if sql.len() > MAX_CACHED_SQL || self.capacity == 0 {
+            self.misses += 1;
+            return Ok(decide(&sql::classify(sql)?));
+        }
+        let key = cache_key(sql);
+        if let Some(e) = self.map.get_mut(&key) {
+            self.hits += 1;
+            if let Some((_, d)) = e.allowed.iter().find(|(r, _)| r.as_slice() == roles) {
+                return Ok(d.clone());
+            }
+            let d = decide(&e.statements);
+            if d.allowed() && e.allowed.len() < DECISIONS_PER_ENTRY {
+                e.allowed.push((roles.to_vec(), d.clone()));
+            }
+            return Ok(d);
+        }
+        self.misses += 1;
+        let v: Rc<[StatementInfo]> = Rc::from(sql::classify(sql)?);
+        let d = decide(&v);
+        self.insert(key.clone(), v);
+        if d.allowed() {
+            if let Some(e) = self.map.get_mut(&key) {
+                e.allowed.push((roles.to_vec(), d.clone()));
+            }
+        }
+        Ok(d)
+    }
+
+    fn insert(&mut self, key: String, statements: Rc<[StatementInfo]>) {
         if self.map.len() >= self.capacity {
             if let Some(old) = self.order.pop_front() {
                 self.map.remove(&old);
             }
         }
         self.order.push_back(key.clone());
-        self.map.insert(key, Rc::clone(&v));
-        Ok(v)
+        self.map.insert(
+            key,
+            Entry {
+                statements,
+                allowed: Vec::new(),
+            },
+        );
     }
 
     pub fn len(&self) -> usize {
@@ -232,6 +297,33 @@ mod tests {
         assert_eq!(one.len(), 1);
         let two = c.classify("SELECT 'a\\'; DROP TABLE t; --'").unwrap();
         assert_eq!(two.len(), 2);
+    }
+
+    #[test]
+    fn allow_decisions_are_remembered_per_roles() {
+        use crate::policy::Effect;
+        let mut c = SqlCache::new(8);
+        let allow = |_: &[StatementInfo]| Decision {
+            effect: Effect::Allow,
+            rule: Some("r".into()),
+            reason: "ok".into(),
+        };
+        let a = vec!["analyst".to_string()];
+        let b = vec!["dba".to_string()];
+        assert!(c.decide("SELECT * FROM t WHERE id = 1", &a, allow).unwrap().allowed());
+        // Same shape, same roles: no evaluation.
+        let d = c
+            .decide("SELECT * FROM t WHERE id = 2", &a, |_| unreachable!("cached"))
+            .unwrap();
+        assert!(d.allowed());
+        // Other roles: evaluated; a refusal is not remembered.
+        let deny = |_: &[StatementInfo]| Decision {
+            effect: Effect::Deny,
+            rule: None,
+            reason: "no".into(),
+        };
+        assert!(!c.decide("SELECT * FROM t WHERE id = 3", &b, deny).unwrap().allowed());
+        assert!(!c.decide("SELECT * FROM t WHERE id = 4", &b, deny).unwrap().allowed());
     }
 
     #[test]

@@ -393,6 +393,11 @@ impl Session {
         std::mem::take(&mut self.decisions)
     }
 
+    /// Allowed statements counted since the last [`Session::take_allowed`].
+    pub fn pending_allowed(&self) -> u64 {
+        self.allowed_by_rule.iter().map(|(_, n)| n).sum()
+    }
+
     /// Allowed statements per deciding rule since the last call.
     pub fn take_allowed(&mut self) -> Vec<(Option<String>, u64)> {
         std::mem::take(&mut self.allowed_by_rule)
