@@ -57,6 +57,16 @@ pub enum Listener {
     Postgres,
 }
 
+/// The `target` named by a plugin configuration, even one whose policy
+/// does not load.
+pub fn target_of_config(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Peek {
+        target: String,
+    }
+    serde_json::from_slice::<Peek>(bytes).ok().map(|p| p.target)
+}
+
 impl Listener {
     /// The listener kind named in a plugin configuration, even one whose
     /// policy does not load (`Http` when unreadable).
@@ -241,7 +251,13 @@ impl Engine {
             Ok(d) if d.allowed() => d,
             // A refusal quotes the statement: judge the exact text so the
             // message shows the caller's literals, not a cached shape's.
-            Ok(_) => eval::evaluate_sql(&self.policy, &who.roles, &self.target.name, sql, &mut |_| {}),
+            Ok(_) => eval::evaluate_sql(
+                &self.policy,
+                &who.roles,
+                &self.target.name,
+                sql,
+                &mut |_| {},
+            ),
             Err(e) => Decision {
                 effect: Effect::Deny,
                 rule: None,
@@ -273,6 +289,74 @@ impl Engine {
             (HEADER_ISSUER, header_safe(&who.token.issuer_name)),
             (HEADER_ROLES, header_safe(&who.roles.join(","))),
         ]
+    }
+}
+
+/// The shared-data key under which every configuration of a plugin
+/// publishes its policy's revocations, so connections opened under an older
+/// configuration (which keep it until they close) still honour the newest.
+pub fn revocations_key(plugin: &str) -> String {
+    format!("pinhole/revoked/{plugin}")
+}
+
+/// The shared-data key holding the plugin configuration of the last policy
+/// that loaded, kept in force when a newer one fails to load.
+pub fn last_good_key(plugin: &str) -> String {
+    format!("pinhole/last-good/{plugin}")
+}
+
+/// What a configuration publishes under [`revocations_key`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct Published {
+    /// Digest of the policy the list comes from.
+    pub digest: String,
+    pub revoked: crate::policy::Revocations,
+}
+
+impl Engine {
+    /// This policy's revocations, for [`revocations_key`].
+    pub fn published(&self) -> Vec<u8> {
+        serde_json::to_vec(&Published {
+            digest: self.digest.clone(),
+            revoked: self.policy.revoked.clone(),
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// An engine seen through the newest published revocations: a session
+/// keeps deciding with the policy it started under, but a subject or token
+/// revoked by any newer policy is refused at its next statement.
+pub struct WithNewest<'a> {
+    pub engine: &'a Engine,
+    pub newest: Option<&'a Published>,
+}
+
+impl Authority for WithNewest<'_> {
+    fn backend(&self) -> Result<&Backend, String> {
+        Authority::backend(self.engine)
+    }
+    fn authenticate(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
+        let who = self.engine.authenticate_token(token, now)?;
+        if let Some(p) = self.newest {
+            identity::jwt::check_revoked_in(&p.revoked, &who.token)?;
+        }
+        Ok(who)
+    }
+    fn recheck(&self, who: &Identity, now: u64) -> Result<(), AuthError> {
+        self.engine.recheck(who, now)?;
+        match self.newest {
+            Some(p) if p.digest != self.engine.digest => {
+                identity::jwt::check_revoked_in(&p.revoked, &who.token)
+            }
+            _ => Ok(()),
+        }
+    }
+    fn decide_sql(&self, who: &Identity, sql: &str) -> Decision {
+        self.engine.decide_sql(who, sql)
+    }
+    fn decide_function_call(&self, who: &Identity, oid: u32) -> Decision {
+        Authority::decide_function_call(self.engine, who, oid)
     }
 }
 

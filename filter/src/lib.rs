@@ -15,6 +15,7 @@
     )
 )]
 
+pub mod audit;
 pub mod engine;
 pub mod glob;
 pub mod identity;

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+import ecds
 import envoyctl
 import pg
 
 SHIPPED = sorted((envoyctl.ROOT / "envoy").glob("*.yaml"))
-DOCUMENTED_PLACEHOLDERS = {"ADMIN_PORT", "LISTEN_PORT", "UPSTREAM_PORT", "WASM", "PLUGIN_CONFIG", "PASSWORD_ENV"}
+DOCUMENTED_PLACEHOLDERS = {"ADMIN_PORT", "LISTEN_PORT", "UPSTREAM_PORT", "WASM", "PLUGIN_CONFIG", "PASSWORD_ENV",
+                           "ECDS_PATH"}
 
 # The policy target each shipped config protects in the test policy.
 TARGET_FOR = {"http": "api"}
@@ -50,6 +52,10 @@ def test_placeholders_are_the_documented_ones(template: Path) -> None:
 
 @pytest.mark.parametrize("template", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_config_validates(template: Path, artifacts, blob: bytes, pg_blob: bytes, workdir: Path) -> None:
+    ecds_path = workdir / f"validate-{template.stem}.ecds.json"
+    ecds.write(ecds_path, "1", ecds.typed_extension_config(
+        wasm=artifacts.wasm, plugin_config=envoyctl.plugin_config(pg.TARGET, pg_blob, listener="postgres"),
+        vm_id="pinhole-postgres", env_keys=[pg.PASSWORD_ENV]))
     rendered = envoyctl.render(
         template,
         workdir / f"validate-{template.stem}.yaml",
@@ -57,6 +63,7 @@ def test_shipped_config_validates(template: Path, artifacts, blob: bytes, pg_blo
         UPSTREAM_PORT=9,  # never connected to in validate mode
         PLUGIN_CONFIG=_plugin_config(template, blob, pg_blob),
         PASSWORD_ENV=pg.PASSWORD_ENV,
+        ECDS_PATH=ecds_path,
     )
     assert "{{" not in rendered.read_text()
     proc = envoyctl.validate(rendered)

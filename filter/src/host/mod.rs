@@ -11,12 +11,12 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use crate::engine::{short_digest, Engine, Listener};
+use crate::engine::{self, short_digest, Engine, Listener};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { loaded: Rc::new(Loaded::NotConfigured), listener: Listener::Http })
+        Box::new(Root { loaded: Rc::new(Loaded::NotConfigured), shared_key: String::new(), listener: Listener::Http })
     });
 }}
 
@@ -29,8 +29,23 @@ pub(crate) enum Loaded {
     Failed(String),
 }
 
+fn log_loaded(engine: &Engine, verb: &str) {
+    log::info!(
+        "pinhole: {verb} policy {} ({}) for target `{}` ({}): {} rules, {} roles, {} issuers",
+        short_digest(&engine.digest),
+        engine.policy.name.as_deref().unwrap_or("unnamed"),
+        engine.target.name,
+        engine.target.protocol.as_str(),
+        engine.policy.rules.len(),
+        engine.policy.roles.len(),
+        engine.policy.issuers.len(),
+    );
+}
+
 struct Root {
     loaded: Rc<Loaded>,
+    /// Where this plugin's configurations publish their revocations.
+    shared_key: String,
     /// HTTP or network filter: from the plugin configuration, so it is
     /// known even when the policy does not load.
     listener: Listener,
@@ -42,26 +57,49 @@ impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let cfg = self.get_plugin_configuration().unwrap_or_default();
         self.listener = Listener::of_config(&cfg);
+        let plugin = self
+            .get_property(vec!["plugin_name"])
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_else(|| "pinhole".into());
+        let scope = format!(
+            "{plugin}/{}",
+            engine::target_of_config(&cfg).unwrap_or_else(|| "-".into())
+        );
+        self.shared_key = engine::revocations_key(&scope);
         self.loaded = Rc::new(match Engine::from_plugin_config(&cfg) {
             Ok(engine) => {
-                log::info!(
-                    "pinhole: loaded policy {} ({}) for target `{}` ({}): {} rules, {} roles, {} issuers",
-                    short_digest(&engine.digest),
-                    engine.policy.name.as_deref().unwrap_or("unnamed"),
-                    engine.target.name,
-                    engine.target.protocol.as_str(),
-                    engine.policy.rules.len(),
-                    engine.policy.roles.len(),
-                    engine.policy.issuers.len(),
-                );
+                log_loaded(&engine, "loaded");
+                // Publish for connections still running under an older
+                // configuration (revocations), and keep this one as the
+                // last good policy.
+                let _ = self.set_shared_data(&self.shared_key, Some(&engine.published()), None);
+                let _ = self.set_shared_data(&engine::last_good_key(&scope), Some(&cfg), None);
                 Loaded::Ready(Box::new(engine))
             }
             Err(reason) => {
                 metrics::inc(crate::metrics::POLICY_LOAD_FAILURE);
-                log::error!(
-                    "pinhole: policy NOT loaded, refusing all traffic (HTTP 503, PostgreSQL 08004; fail closed): {reason}"
-                );
-                Loaded::Failed(reason)
+                // A policy that fails to load never replaces one that works:
+                // keep the last good one of this plugin and target.
+                let last = self
+                    .get_shared_data(&engine::last_good_key(&scope))
+                    .0
+                    .and_then(|b| Engine::from_plugin_config(&b).ok());
+                match last {
+                    Some(engine) => {
+                        log::error!(
+                            "pinhole: new policy NOT loaded, keeping the last good policy {} in force: {reason}",
+                            short_digest(&engine.digest)
+                        );
+                        log_loaded(&engine, "kept");
+                        Loaded::Ready(Box::new(engine))
+                    }
+                    None => {
+                        log::error!(
+                            "pinhole: policy NOT loaded, refusing all traffic (HTTP 503, PostgreSQL 08004; fail closed): {reason}"
+                        );
+                        Loaded::Failed(reason)
+                    }
+                }
             }
         });
         // Always accept the configuration: a bad policy must not take the
@@ -74,7 +112,11 @@ impl RootContext for Root {
     }
 
     fn create_stream_context(&self, context_id: u32) -> Option<Box<dyn StreamContext>> {
-        Some(Box::new(tcp::Tcp::new(context_id, self.loaded.clone())))
+        Some(Box::new(tcp::Tcp::new(
+            context_id,
+            self.loaded.clone(),
+            self.shared_key.clone(),
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -14,7 +14,7 @@ use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, PeerType};
 
 use super::{now_secs, Loaded};
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, Published, WithNewest};
 use crate::pg::session::{Authority, Backend, Level, Session, StatementDecision};
 use crate::policy::eval::Decision;
 use crate::policy::Effect;
@@ -30,10 +30,20 @@ pub(crate) struct Tcp {
     closed: bool,
     /// The connection is ending: flush every count.
     closing: bool,
+    /// Where the newest configuration publishes its revocations.
+    shared_key: String,
+    newest: Option<Published>,
+    newest_cas: Option<u32>,
+    /// When the published revocations were last read (ms).
+    polled_ms: u128,
 }
 
+/// How often an open connection re-reads the newest revocations (a
+/// revocation pushed with a new policy reaches open sessions within this).
+const REVOCATION_POLL_MS: u128 = 1000;
+
 impl Tcp {
-    pub(crate) fn new(id: u32, loaded: Rc<Loaded>) -> Self {
+    pub(crate) fn new(id: u32, loaded: Rc<Loaded>, shared_key: String) -> Self {
         let mut nonce = [0u8; 18];
         if getrandom::getrandom(&mut nonce).is_err() {
             // WASI random_get does not fail in Envoy; should it, a nonce
@@ -56,6 +66,10 @@ impl Tcp {
             source: None,
             closed: false,
             closing: false,
+            shared_key,
+            newest: None,
+            newest_cas: None,
+            polled_ms: 0,
         }
     }
 
@@ -139,6 +153,26 @@ impl Tcp {
         }
     }
 
+    /// Re-read the newest published revocations, at most once per
+    /// [`REVOCATION_POLL_MS`], parsing only when they changed.
+    fn poll_newest(&mut self) {
+        let now = self
+            .get_current_time()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        if now.saturating_sub(self.polled_ms) < REVOCATION_POLL_MS {
+            return;
+        }
+        self.polled_ms = now;
+        let (bytes, cas) = self.get_shared_data(&self.shared_key);
+        if cas.is_some() && cas == self.newest_cas {
+            return;
+        }
+        self.newest_cas = cas;
+        self.newest = bytes.and_then(|b| serde_json::from_slice::<Published>(&b).ok());
+    }
+
     fn finish(&mut self, step_close: bool) {
         if step_close && !self.closed {
             self.closed = true;
@@ -214,12 +248,19 @@ impl StreamContext for Tcp {
         }
         let data = self.get_downstream_data(0, data_size).unwrap_or_default();
         let now = now_secs(self);
+        self.poll_newest();
         let loaded = Rc::clone(&self.loaded);
         let (step, engine) = match &*loaded {
-            Loaded::Ready(engine) => (
-                self.session.on_downstream(&data, engine.as_ref(), now),
-                Some(engine.as_ref()),
-            ),
+            Loaded::Ready(engine) => {
+                let authority = WithNewest {
+                    engine: engine.as_ref(),
+                    newest: self.newest.as_ref(),
+                };
+                (
+                    self.session.on_downstream(&data, &authority, now),
+                    Some(engine.as_ref()),
+                )
+            }
             Loaded::Failed(reason) => (
                 self.session.on_downstream(
                     &data,

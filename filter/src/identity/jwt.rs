@@ -321,7 +321,16 @@ impl Verifier {
 /// at once. Subjects match exactly, either bare (any issuer) or qualified as
 /// `issuer-name:subject`; token ids match `jti` exactly.
 pub fn check_revoked(policy: &Policy, t: &VerifiedToken) -> Result<(), AuthError> {
-    let revoked_subject = policy.revoked.subjects.iter().any(|entry| {
+    check_revoked_in(&policy.revoked, t)
+}
+
+/// [`check_revoked`] against a revocation list (e.g. the newest policy's,
+/// for a session opened under an older one).
+pub fn check_revoked_in(
+    revoked: &crate::policy::Revocations,
+    t: &VerifiedToken,
+) -> Result<(), AuthError> {
+    let revoked_subject = revoked.subjects.iter().any(|entry| {
         entry == &t.sub
             || entry
                 .strip_prefix(t.issuer_name.as_str())
@@ -332,7 +341,7 @@ pub fn check_revoked(policy: &Policy, t: &VerifiedToken) -> Result<(), AuthError
         return Err(AuthError::SubjectRevoked);
     }
     if let Some(jti) = &t.jti {
-        if policy.revoked.token_ids.iter().any(|id| id == jti) {
+        if revoked.token_ids.iter().any(|id| id == jti) {
             return Err(AuthError::TokenRevoked);
         }
     }

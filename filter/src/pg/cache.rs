@@ -310,10 +310,15 @@ mod tests {
         };
         let a = vec!["analyst".to_string()];
         let b = vec!["dba".to_string()];
-        assert!(c.decide("SELECT * FROM t WHERE id = 1", &a, allow).unwrap().allowed());
+        assert!(c
+            .decide("SELECT * FROM t WHERE id = 1", &a, allow)
+            .unwrap()
+            .allowed());
         // Same shape, same roles: no evaluation.
         let d = c
-            .decide("SELECT * FROM t WHERE id = 2", &a, |_| unreachable!("cached"))
+            .decide("SELECT * FROM t WHERE id = 2", &a, |_| {
+                unreachable!("cached")
+            })
             .unwrap();
         assert!(d.allowed());
         // Other roles: evaluated; a refusal is not remembered.
@@ -322,8 +327,14 @@ mod tests {
             rule: None,
             reason: "no".into(),
         };
-        assert!(!c.decide("SELECT * FROM t WHERE id = 3", &b, deny).unwrap().allowed());
-        assert!(!c.decide("SELECT * FROM t WHERE id = 4", &b, deny).unwrap().allowed());
+        assert!(!c
+            .decide("SELECT * FROM t WHERE id = 3", &b, deny)
+            .unwrap()
+            .allowed());
+        assert!(!c
+            .decide("SELECT * FROM t WHERE id = 4", &b, deny)
+            .unwrap()
+            .allowed());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod audit;
 mod check;
 mod compile;
 mod diff;
@@ -18,10 +19,12 @@ mod test;
 #[repr(u8)]
 pub enum Exit {
     /// Success: the policy is valid / the blob was written / the blob is
-    /// sound / every test passed / the explanation or diff was printed.
+    /// sound / every test passed / the explanation or diff was printed /
+    /// every audit chain verifies.
     Ok = 0,
     /// The policy (or a test file) has errors, a test failed, the blob is
-    /// corrupt, or (`diff --exit-code`) access may widen.
+    /// corrupt, (`diff --exit-code`) access may widen, or (`audit verify`)
+    /// an audit log was tampered with.
     Policy = 1,
     /// Bad arguments, an unreadable input file, an unwritable output, or an
     /// invalid `SOURCE_DATE_EPOCH`. (clap's own usage errors also exit 2.)
@@ -36,9 +39,11 @@ impl From<Exit> for std::process::ExitCode {
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (policy valid, blob written, blob sound, all tests passed, explanation or diff printed)
+  0  success (policy valid, blob written, blob sound, all tests passed, explanation or diff
+     printed, audit chains verified)
   1  the policy has errors (or warnings, with --deny-warnings); a test failed or a test file is
-     invalid; inspect: the blob is corrupt; diff --exit-code: access may widen
+     invalid; inspect: the blob is corrupt; diff --exit-code: access may widen; audit verify:
+     tampering found
   2  usage error: bad arguments, unreadable input, unwritable output, invalid SOURCE_DATE_EPOCH";
 
 const ROOT_AFTER_HELP: &str = "\
@@ -51,28 +56,32 @@ Examples:
   pinhole diff old.yaml policy.yaml --exit-code
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) pinhole compile policy.yaml -o policy.blob
   pinhole inspect policy.blob
+  pinhole audit verify envoy.log.1 envoy.log
 
 Every command takes --format json (one JSON document on stdout). Diagnostics go to stderr as
 FILE:LINE:COL: severity: message.
 
 Exit codes:
-  0  success (policy valid, blob written, blob sound, all tests passed, explanation or diff printed)
+  0  success (policy valid, blob written, blob sound, all tests passed, explanation or diff
+     printed, audit chains verified)
   1  the policy has errors (or warnings, with --deny-warnings); a test failed or a test file is
-     invalid; inspect: the blob is corrupt; diff --exit-code: access may widen
+     invalid; inspect: the blob is corrupt; diff --exit-code: access may widen; audit verify:
+     tampering found
   2  usage error: bad arguments, unreadable input, unwritable output, invalid SOURCE_DATE_EPOCH";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "pinhole",
     version,
-    about = "Check, test, explain, diff, compile and inspect Pinhole least-privilege policies",
+    about = "Check, test, explain, diff, compile and inspect Pinhole least-privilege policies; verify audit logs",
     long_about = "Check, test, explain, diff, compile and inspect Pinhole least-privilege policies.\n\n\
         A policy is a YAML file (language reference: docs/policy.md). `pinhole check` reports \
         every problem and lint at once as FILE:LINE:COL diagnostics; `pinhole test` runs policy \
         test files with the filter's own evaluator; `pinhole explain` traces one request; \
         `pinhole diff` states the access change between two policies; `pinhole compile` turns a \
         valid policy into the deterministic, integrity-checked blob the Envoy filter loads; \
-        `pinhole inspect` shows what a blob contains.",
+        `pinhole inspect` shows what a blob contains; `pinhole audit verify` checks the hash \
+        chains of the filter's audit logs (format: docs/audit.md).",
     after_help = ROOT_AFTER_HELP,
     propagate_version = true
 )]
@@ -122,6 +131,9 @@ pub enum Command {
     /// summary.
     #[command(after_help = EXIT_CODES)]
     Inspect(inspect::Args),
+    /// Audit logs: `pinhole audit verify FILE...` checks their hash chains (docs/audit.md).
+    #[command(after_help = audit::AUDIT_EXIT_CODES)]
+    Audit(audit::Args),
 }
 
 /// Output format for machine consumers.
@@ -142,6 +154,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Diff(a) => diff::run(&a),
         Command::Compile(a) => compile::run(&a),
         Command::Inspect(a) => inspect::run(&a),
+        Command::Audit(a) => audit::run(&a),
     }
 }
 
