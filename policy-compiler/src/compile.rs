@@ -11,9 +11,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use pinhole_filter::identity::jwks::{key_algs, parse_jwks};
+use pinhole_filter::mask::{
+    Builtin, ColumnRule, DetectorRule, FieldRule, MaskSpec, Strategy, Unmaskable,
+};
 use pinhole_filter::policy::{
     blob, Alg, ArgConstraint, ArgPath, ArgTest, ClaimMatch, Effect, HttpMatch, Issuer, Jwk,
-    Matcher, McpMatch, Policy, Protocol, Revocations, Role, Rule, SqlMatch, SqlObject,
+    MaskRule, Matcher, McpMatch, Policy, Protocol, Revocations, Role, Rule, SqlMatch, SqlObject,
     StatementClass, Target,
 };
 
@@ -37,12 +40,10 @@ pub const MAX_NAME_LEN: usize = 64;
 /// Longest rule id.
 pub const MAX_RULE_ID_LEN: usize = 128;
 
-const TOP_KEYS: &[&str] = &["version", "name", "identity", "roles", "targets", "rules"];
+const TOP_KEYS: &[&str] = &[
+    "version", "name", "identity", "roles", "targets", "rules", "masking",
+];
 const TOP_FUTURE: Future<'static> = &[
-    (
-        "masking",
-        "`masking` is not supported yet: field and pattern masking arrive in a later release",
-    ),
     (
         "elevation",
         "`elevation` is not supported yet: just-in-time elevation arrives with the approvals support",
@@ -71,6 +72,7 @@ const TARGET_KEYS: &[&str] = &[
     "backend_user",
     "backend_password_env",
     "backend_database",
+    "mask_key_env",
 ];
 const TARGET_FUTURE: Future<'static> = &[];
 const RULE_KEYS: &[&str] = &["id", "reason", "allow", "deny", "review"];
@@ -103,6 +105,21 @@ const SQL_KEYS: &[&str] = &[
     "copy_program",
 ];
 const HTTP_KEYS: &[&str] = &["methods", "paths"];
+const MASKING_KEYS: &[&str] = &[
+    "id",
+    "target",
+    "roles",
+    "except_roles",
+    "columns",
+    "fields",
+    "detectors",
+    "strategy",
+    "unmaskable",
+];
+const DETECTOR_KEYS: &[&str] = &["name", "pattern"];
+const STRATEGIES: &[&str] = &["redact", "partial", "hash"];
+const STRATEGY_FORMS: &str =
+    "`redact`, `hash`, `{ redact: TEXT }` or `{ partial: N }` (N = characters to keep)";
 const CONSTRAINT_KEYS: &[&str] = &["equals", "one_of", "glob", "min", "max"];
 const PROTOCOLS: &[&str] = &["mcp", "http", "postgres"];
 const ALGORITHMS: &[&str] = &["RS256", "ES256", "EdDSA"];
@@ -208,6 +225,7 @@ pub fn compile(source: &[u8], base_dir: &Path, files: &dyn FileSource) -> Compil
             used_roles: HashSet::new(),
             used_targets: HashSet::new(),
             admin_roles: BTreeSet::new(),
+            rule_ids: HashMap::new(),
         };
         let p = lower.policy(&root);
         jwks = std::mem::take(&mut lower.jwks);
@@ -249,6 +267,8 @@ struct Lower<'c, 'd> {
     used_targets: HashSet<String>,
     /// Roles marked `admin: true`.
     admin_roles: BTreeSet<String>,
+    /// Rule ids and where they are defined (masking rule ids must differ).
+    rule_ids: HashMap<String, Span>,
 }
 
 impl Lower<'_, '_> {
@@ -303,6 +323,9 @@ impl Lower<'_, '_> {
                     );
                 }
             }
+        }
+        if let Some(n) = f.node("masking") {
+            p.masking = self.masking(n, &p.targets);
         }
         self.unused(&f);
         p
@@ -960,9 +983,7 @@ impl Lower<'_, '_> {
         let backend_password_env = backend("backend_password_env", &mut self.ck);
         let backend_database = backend("backend_database", &mut self.ck);
         if let Some(env) = &backend_password_env {
-            let valid = env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !env.starts_with(|c: char| c.is_ascii_digit());
-            if !valid {
+            if !env_name_ok(env) {
                 if let Some(e) = f.get("backend_password_env") {
                     self.ck.error(
                         e.value.span,
@@ -977,6 +998,29 @@ impl Lower<'_, '_> {
                 ok = false;
             }
         }
+        let mask_key_env = match f.get("mask_key_env") {
+            None => None,
+            Some(e) => match self.ck.nonempty_string(&e.value, "`mask_key_env`") {
+                Some(s) if env_name_ok(&s.value) => Some(s.value),
+                Some(s) => {
+                    self.ck.error(
+                        s.span,
+                        format!(
+                            "`mask_key_env` names an environment variable, not a key: `{}` is not \
+                             a valid variable name (letters, digits and `_`); never put the key \
+                             itself in the policy",
+                            redact_hint(&s.value)
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+        };
         if protocol == Some(Protocol::Postgres) && backend_user.is_none() && ok {
             self.ck.error(
                 f.span,
@@ -995,6 +1039,7 @@ impl Lower<'_, '_> {
                 backend_user,
                 backend_password_env,
                 backend_database,
+                mask_key_env,
             }),
             _ => None,
         };
@@ -1027,6 +1072,7 @@ impl Lower<'_, '_> {
                 out.push(r);
             }
         }
+        self.rule_ids = ids;
         out
     }
 
@@ -1772,6 +1818,670 @@ impl Lower<'_, '_> {
     }
 }
 
+// ----------------------------------------------------------------- masking
+
+/// A custom detector already defined on a target: its pattern and where.
+struct CustomDetector {
+    pattern: String,
+    span: Span,
+}
+
+impl Lower<'_, '_> {
+    /// `masking:`, a list of masking rules. `targets` are the targets that
+    /// compiled (for `mask_key_env`).
+    fn masking(&mut self, node: &Node, targets: &[Target]) -> Vec<MaskRule> {
+        let Value::Seq(items) = &node.value else {
+            self.ck.error(
+                node.span,
+                format!(
+                    "expected a list of masking rules for `masking`, found {}",
+                    node.kind()
+                ),
+            );
+            return Vec::new();
+        };
+        let mut ids: HashMap<String, Span> = HashMap::new();
+        // (target, detector name) → the first definition.
+        let mut custom: HashMap<(String, String), CustomDetector> = HashMap::new();
+        let mut out = Vec::new();
+        for item in items {
+            if let Some(r) = self.mask_rule(item, &mut ids, &mut custom, targets) {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    fn mask_rule(
+        &mut self,
+        node: &Node,
+        ids: &mut HashMap<String, Span>,
+        custom: &mut HashMap<(String, String), CustomDetector>,
+        targets: &[Target],
+    ) -> Option<MaskRule> {
+        let f = self.ck.fields(node, "a masking rule", MASKING_KEYS, &[])?;
+        let mut ok = f.unknown.is_empty();
+        let id = self
+            .ck
+            .required(&f, "id", "the masking rule")
+            .and_then(|n| self.ck.nonempty_string(n, "the masking rule `id`"));
+        if let Some(id) = &id {
+            ok &= self.check_name(id, "masking rule id", MAX_RULE_ID_LEN);
+            if let Some(first) = ids.get(&id.value) {
+                self.ck.error(
+                    id.span,
+                    format!(
+                        "duplicate masking rule id `{}` (first used at {first})",
+                        id.value
+                    ),
+                );
+                ok = false;
+            } else if let Some(rule) = self.rule_ids.get(&id.value) {
+                self.ck.error(
+                    id.span,
+                    format!(
+                        "masking rule id `{}` is already the id of the rule at {rule}; \
+                         rules and masking rules need distinct ids (logs and audit events name them)",
+                        id.value
+                    ),
+                );
+                ok = false;
+            } else {
+                ids.insert(id.value.clone(), id.span);
+            }
+        }
+        let what = match &id {
+            Some(id) => format!("masking rule `{}`", id.value),
+            None => "the masking rule".to_owned(),
+        };
+        let target = self
+            .ck
+            .required(&f, "target", &what)
+            .and_then(|n| self.ck.nonempty_string(n, "`target`"))
+            .and_then(
+                |t| match self.targets.iter().find(|(n, _, _)| n == &t.value) {
+                    Some((_, p, _)) => Some((t.value.clone(), *p)),
+                    None => {
+                        let hint = suggest::did_you_mean(
+                            &t.value,
+                            self.targets.iter().map(|(n, _, _)| n.as_str()),
+                        );
+                        self.ck
+                            .error(t.span, format!("unknown target `{}`{hint}", t.value));
+                        None
+                    }
+                },
+            );
+        let protocol = target.as_ref().and_then(|(_, p)| *p);
+        let target_name = target.as_ref().map(|(t, _)| t.as_str()).unwrap_or("");
+
+        let roles = match f.node("roles") {
+            None => Some(Vec::new()),
+            Some(n) => self.role_names(
+                n,
+                "`roles`",
+                "an empty list would mask for every caller; omit `roles` to mean that",
+            ),
+        };
+        let except = match f.node("except_roles") {
+            None => Some(Vec::new()),
+            Some(n) => self.role_names(n, "`except_roles`", "omit `except_roles` to exempt nobody"),
+        };
+        if let (Some(roles), Some(except)) = (&roles, &except) {
+            for e in except {
+                if roles.iter().any(|r| r.value == e.value) {
+                    self.ck.error(
+                        e.span,
+                        format!(
+                            "role `{}` is in both `roles` and `except_roles` of {what}: \
+                             an exemption always wins, so the rule would never mask for it; \
+                             remove it from one list",
+                            e.value
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+
+        let strategy = match f.node("strategy") {
+            None => Some(Spanned {
+                value: Strategy::default(),
+                span: f.span,
+            }),
+            Some(n) => self.strategy(n),
+        };
+        if let (Some(s), Some((t, _))) = (&strategy, &target) {
+            let known = targets.iter().find(|x| &x.name == t);
+            if matches!(s.value, Strategy::Hash {})
+                && known.is_some_and(|x| x.mask_key_env.is_none())
+            {
+                self.ck.error(
+                    s.span,
+                    format!(
+                        "strategy `hash` needs a secret key: set `mask_key_env` on target `{t}` \
+                         to the name of the environment variable holding it (at least {} bytes); \
+                         the key itself never goes in the policy",
+                        pinhole_filter::mask::HashKey::MIN_LEN
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let strat = strategy
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or_default();
+        ok &= strategy.is_some();
+
+        let mut spec = MaskSpec::default();
+        if let Some(e) = f.get("columns") {
+            if let Some(p) = protocol.filter(|p| *p != Protocol::Postgres) {
+                self.ck.error(
+                    e.key_span,
+                    format!(
+                        "`columns` masks PostgreSQL result columns, but target `{target_name}` is {}: \
+                         mask JSON response fields with `fields`, or use `detectors`",
+                        p.as_str()
+                    ),
+                );
+                ok = false;
+            }
+            match self
+                .ck
+                .nonempty_list(&e.value, "`columns`", "omit `columns` to mask no column")
+            {
+                Some(list) => {
+                    for c in list {
+                        let rule = ColumnRule {
+                            column: c.value.clone(),
+                            strategy: strat.clone(),
+                        };
+                        let one = MaskSpec {
+                            columns: vec![rule.clone()],
+                            ..MaskSpec::default()
+                        };
+                        let prefix = format!("columns[0] (`{}`): ", c.value);
+                        if self.spec_errors(&one, &prefix, c.span, "column", &c.value) {
+                            spec.columns.push(rule);
+                        } else {
+                            ok = false;
+                        }
+                    }
+                }
+                None => ok = false,
+            }
+        }
+        if let Some(e) = f.get("fields") {
+            if protocol == Some(Protocol::Postgres) {
+                self.ck.error(
+                    e.key_span,
+                    format!(
+                        "`fields` masks JSON fields of MCP and HTTP responses, but target `{target_name}` \
+                         is postgres: mask result columns with `columns`, or use `detectors`"
+                    ),
+                );
+                ok = false;
+            }
+            match self
+                .ck
+                .nonempty_list(&e.value, "`fields`", "omit `fields` to mask no field")
+            {
+                Some(list) => {
+                    for p in list {
+                        let rule = FieldRule {
+                            path: p.value.clone(),
+                            strategy: strat.clone(),
+                        };
+                        let one = MaskSpec {
+                            fields: vec![rule.clone()],
+                            ..MaskSpec::default()
+                        };
+                        let prefix = format!("fields[0] (`{}`): ", p.value);
+                        if self.spec_errors(&one, &prefix, p.span, "field path", &p.value) {
+                            spec.fields.push(rule);
+                        } else {
+                            ok = false;
+                        }
+                    }
+                }
+                None => ok = false,
+            }
+        }
+        if let Some(n) = f.node("detectors") {
+            match self.detectors(n, &strat, &what) {
+                Some(list) => {
+                    for (rule, name_span, pattern_span) in list {
+                        if let (Some(pattern), Some((t, _))) = (&rule.pattern, &target) {
+                            let key = (t.clone(), rule.detector.clone());
+                            match custom.get(&key) {
+                                Some(first) if &first.pattern != pattern => {
+                                    self.ck.error(
+                                        pattern_span,
+                                        format!(
+                                            "custom detector `{}` is already defined with another pattern \
+                                             at {} for target `{t}`: masking rules of a target share \
+                                             detector names; give this one another name",
+                                            rule.detector, first.span
+                                        ),
+                                    );
+                                    ok = false;
+                                }
+                                Some(_) => {}
+                                None => {
+                                    custom.insert(
+                                        key,
+                                        CustomDetector {
+                                            pattern: pattern.clone(),
+                                            span: name_span,
+                                        },
+                                    );
+                                }
+                            }
+                        }
+                        spec.detectors.push(rule);
+                    }
+                }
+                None => ok = false,
+            }
+        }
+        if let Some(e) = f.get("unmaskable") {
+            if let Some(p) = protocol.filter(|p| *p != Protocol::Postgres) {
+                self.ck.error(
+                    e.key_span,
+                    format!(
+                        "`unmaskable` applies to postgres targets only (target `{target_name}` is {}: \
+                         a JSON value can always hold a mask)",
+                        p.as_str()
+                    ),
+                );
+                ok = false;
+            }
+            match self.unmaskable(&e.value) {
+                Some(u) => spec.unmaskable = u,
+                None => ok = false,
+            }
+        }
+        if !(f.has("columns") || f.has("fields") || f.has("detectors")) {
+            let misspelled = ["columns", "fields", "detectors"]
+                .iter()
+                .any(|k| f.misspelled(k));
+            if !misspelled {
+                self.ck.error(
+                    f.span,
+                    format!("{what} masks nothing: give `columns`, `fields` or `detectors`"),
+                );
+            }
+            ok = false;
+        }
+        if ok {
+            // The masker's own checks, as a safety net: each item was
+            // checked above with its position.
+            if let Err(e) = spec.validate() {
+                self.ck.error(f.span, format!("{what}: {e}"));
+                ok = false;
+            }
+        }
+        let id = id?;
+        let (target, _) = target?;
+        (ok && roles.is_some() && except.is_some()).then(|| MaskRule {
+            id: id.value,
+            target,
+            roles: roles
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.value)
+                .collect(),
+            except_roles: except
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.value)
+                .collect(),
+            spec,
+        })
+    }
+
+    /// Reports the errors `MaskSpec::validate` finds in a one-item spec at
+    /// `span` (`prefix` is the item's name in the validator's messages).
+    fn spec_errors(
+        &mut self,
+        one: &MaskSpec,
+        prefix: &str,
+        span: Span,
+        what: &str,
+        text: &str,
+    ) -> bool {
+        match one.validate() {
+            Ok(()) => true,
+            Err(e) => {
+                for m in e.0 {
+                    let m = m.strip_prefix(prefix).unwrap_or(&m);
+                    self.ck.error(span, format!("invalid {what} `{text}`: {m}"));
+                }
+                false
+            }
+        }
+    }
+
+    /// Role names (known roles, deduplicated, with their positions). Unlike
+    /// the roles of a rule, these do not count as uses of the role.
+    fn role_names(&mut self, node: &Node, what: &str, why: &str) -> Option<Vec<Spanned<String>>> {
+        let list = self.ck.nonempty_list(node, what, why)?;
+        let mut ok = true;
+        let mut out: Vec<Spanned<String>> = Vec::new();
+        for r in list {
+            if self.roles.contains(&r.value) {
+                if !out.iter().any(|o| o.value == r.value) {
+                    out.push(r);
+                }
+            } else {
+                ok = false;
+                let hint = suggest::did_you_mean(&r.value, self.roles.iter().map(String::as_str));
+                let hint = if hint.is_empty() && self.roles.is_empty() {
+                    " (the policy defines no `roles`)".to_owned()
+                } else {
+                    hint
+                };
+                self.ck
+                    .error(r.span, format!("unknown role `{}`{hint}", r.value));
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// `strategy:` — `redact`, `hash`, `{ redact: TEXT }`, `{ partial: N }`.
+    fn strategy(&mut self, node: &Node) -> Option<Spanned<Strategy>> {
+        let value = match &node.value {
+            Value::Scalar(s) if !node.is_null() => {
+                match s.text.as_str() {
+                    "redact" => Strategy::Redact { text: None },
+                    "hash" => Strategy::Hash {},
+                    "partial" => {
+                        self.ck.error(
+                        node.span,
+                        "`partial` needs the number of characters to keep: write `{ partial: 4 }`",
+                    );
+                        return None;
+                    }
+                    other => {
+                        let hint = suggest::did_you_mean(other, STRATEGIES.iter().copied());
+                        self.ck.error(
+                        node.span,
+                        format!("unknown masking strategy `{other}`{hint} (expected {STRATEGY_FORMS})"),
+                    );
+                        return None;
+                    }
+                }
+            }
+            Value::Map(_) => {
+                let f = self
+                    .ck
+                    .fields(node, "`strategy`", &["redact", "partial", "hash"], &[])?;
+                if !f.unknown.is_empty() {
+                    return None;
+                }
+                let given: Vec<&str> = ["redact", "partial", "hash"]
+                    .into_iter()
+                    .filter(|k| f.has(k))
+                    .collect();
+                match given.as_slice() {
+                    ["redact"] => {
+                        let n = f.node("redact")?;
+                        let t = self.ck.string(n, "the `redact` text")?;
+                        Strategy::Redact {
+                            text: Some(t.value),
+                        }
+                    }
+                    ["partial"] => {
+                        let n = f.node("partial")?;
+                        match n.as_scalar().map(|s| s.resolve()) {
+                            Some(Resolved::Int(i)) if i >= 0 => Strategy::Partial {
+                                keep: usize::try_from(i).unwrap_or(usize::MAX),
+                            },
+                            _ => {
+                                self.ck.error(
+                                    n.span,
+                                    format!(
+                                        "expected the number of characters to keep for `partial` \
+                                         (an integer, 0 or more), found {}",
+                                        n.kind()
+                                    ),
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                    ["hash"] => {
+                        let e = f.get("hash")?;
+                        self.ck.error(
+                            e.key_span,
+                            "`hash` takes no options: write `strategy: hash` (the key comes from the target's `mask_key_env`)",
+                        );
+                        return None;
+                    }
+                    [] => {
+                        self.ck.error(
+                            node.span,
+                            format!("`strategy` is empty: write {STRATEGY_FORMS}"),
+                        );
+                        return None;
+                    }
+                    _ => {
+                        self.ck.error(
+                            node.span,
+                            format!(
+                                "`strategy` gives {}: a masking rule has one strategy (write another masking rule for another)",
+                                given.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            _ => {
+                self.ck.error(
+                    node.span,
+                    format!(
+                        "expected a masking strategy for `strategy` ({STRATEGY_FORMS}), found {}",
+                        node.kind()
+                    ),
+                );
+                return None;
+            }
+        };
+        // The masker's own limits (redaction length, `partial` range).
+        let one = MaskSpec {
+            detectors: vec![DetectorRule {
+                detector: "email".into(),
+                pattern: None,
+                strategy: value.clone(),
+            }],
+            ..MaskSpec::default()
+        };
+        if let Err(e) = one.validate() {
+            for m in e.0 {
+                let m = m.strip_prefix("detectors[0] (`email`): ").unwrap_or(&m);
+                self.ck
+                    .error(node.span, format!("invalid masking strategy: {m}"));
+            }
+            return None;
+        }
+        Some(Spanned {
+            value,
+            span: node.span,
+        })
+    }
+
+    /// `detectors:` — built-in names and `{ name, pattern }` custom
+    /// detectors, each with the rule's strategy. Also returns each one's
+    /// name and pattern positions.
+    fn detectors(
+        &mut self,
+        node: &Node,
+        strategy: &Strategy,
+        what: &str,
+    ) -> Option<Vec<(DetectorRule, Span, Span)>> {
+        let items: Vec<&Node> = match &node.value {
+            Value::Seq(items) if items.is_empty() => {
+                self.ck.error(
+                    node.span,
+                    "`detectors` cannot be an empty list: omit `detectors` to run none",
+                );
+                return None;
+            }
+            Value::Seq(items) => items.iter().collect(),
+            Value::Scalar(_) if !node.is_null() => vec![node],
+            _ => {
+                self.ck.error(
+                    node.span,
+                    format!(
+                        "expected a detector or a list of detectors for `detectors`, found {}",
+                        node.kind()
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut ok = true;
+        let mut out: Vec<(DetectorRule, Span, Span)> = Vec::new();
+        for item in items {
+            let Some((rule, name_span, pattern_span)) = self.detector(item, strategy) else {
+                ok = false;
+                continue;
+            };
+            if out.iter().any(|(d, _, _)| d.detector == rule.detector) {
+                self.ck.error(
+                    name_span,
+                    format!("detector `{}` is listed twice in {what}", rule.detector),
+                );
+                ok = false;
+                continue;
+            }
+            out.push((rule, name_span, pattern_span));
+        }
+        ok.then_some(out)
+    }
+
+    fn detector(&mut self, node: &Node, strategy: &Strategy) -> Option<(DetectorRule, Span, Span)> {
+        let builtins = || Builtin::ALL.iter().map(|b| b.name());
+        let (name, pattern) = match &node.value {
+            Value::Map(_) => {
+                let f = self
+                    .ck
+                    .fields(node, "a custom detector", DETECTOR_KEYS, &[])?;
+                let name = self
+                    .ck
+                    .required(&f, "name", "the custom detector")
+                    .and_then(|n| self.ck.nonempty_string(n, "the detector `name`"));
+                let pattern = match f.node("pattern") {
+                    None => None,
+                    Some(n) => Some(self.ck.nonempty_string(n, "the detector `pattern`")?),
+                };
+                if !f.unknown.is_empty() {
+                    return None;
+                }
+                (name?, pattern)
+            }
+            _ => (self.ck.nonempty_string(node, "a detector")?, None),
+        };
+        let Some(pattern) = pattern else {
+            if Builtin::from_name(&name.value).is_none() {
+                let hint = suggest::did_you_mean(&name.value, builtins());
+                let hint = if hint.is_empty() {
+                    format!(
+                        " (built-in detectors: {}; a custom detector is written `{{ name: NAME, pattern: REGEX }}`)",
+                        builtins().collect::<Vec<_>>().join(", ")
+                    )
+                } else {
+                    hint
+                };
+                self.ck.error(
+                    name.span,
+                    format!("unknown detector `{}`{hint}", name.value),
+                );
+                return None;
+            }
+            let rule = DetectorRule {
+                detector: name.value,
+                pattern: None,
+                strategy: strategy.clone(),
+            };
+            return Some((rule, name.span, name.span));
+        };
+        if Builtin::from_name(&name.value).is_some() {
+            self.ck.error(
+                name.span,
+                format!(
+                    "`{}` is a built-in detector: give the custom detector another name \
+                     (or drop `pattern` to use the built-in one)",
+                    name.value
+                ),
+            );
+            return None;
+        }
+        let name_ok = !name.value.is_empty()
+            && name.value.len() <= 64
+            && name
+                .value
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+        if !name_ok {
+            self.ck.error(
+                name.span,
+                format!(
+                    "invalid custom detector name `{}`: use 1 to 64 lower-case letters, digits and `_`",
+                    name.value
+                ),
+            );
+            return None;
+        }
+        let rule = DetectorRule {
+            detector: name.value.clone(),
+            pattern: Some(pattern.value.clone()),
+            strategy: strategy.clone(),
+        };
+        let one = MaskSpec {
+            detectors: vec![rule.clone()],
+            ..MaskSpec::default()
+        };
+        let prefix = format!("detectors[0] (`{}`): ", name.value);
+        if !self.spec_errors(
+            &one,
+            &prefix,
+            pattern.span,
+            "detector pattern",
+            &pattern.value,
+        ) {
+            return None;
+        }
+        Some((rule, name.span, pattern.span))
+    }
+
+    /// `unmaskable: null | refuse`.
+    fn unmaskable(&mut self, node: &Node) -> Option<Unmaskable> {
+        let text = node.as_scalar().map(|s| s.text.as_str()).unwrap_or("");
+        if text.eq_ignore_ascii_case("null") {
+            return Some(Unmaskable::Null);
+        }
+        if text == "refuse" && !node.is_null() {
+            return Some(Unmaskable::Refuse);
+        }
+        let hint = if text.is_empty() {
+            String::new()
+        } else {
+            suggest::did_you_mean(text, ["null", "refuse"])
+        };
+        self.ck.error(
+            node.span,
+            format!(
+                "expected `null` (the value becomes SQL NULL) or `refuse` (the result is refused) for `unmaskable`, found {}{hint}",
+                if text.is_empty() { node.kind().to_owned() } else { format!("`{text}`") }
+            ),
+        );
+        None
+    }
+}
+
 // ----------------------------------------------------------------- helpers
 
 impl Lower<'_, '_> {
@@ -1831,6 +2541,14 @@ impl Lower<'_, '_> {
         }
         ok.then_some(out)
     }
+}
+
+/// An environment variable name: letters, digits and `_`, not starting
+/// with a digit.
+fn env_name_ok(env: &str) -> bool {
+    !env.is_empty()
+        && env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !env.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// Glob syntax check: the matcher accepts anything, so this catches what is

@@ -12,6 +12,11 @@
 //! - **Rules**: added, removed and changed, by id.
 //! - **Identity**: issuers, audiences, algorithms, keys (by `kid`), groups
 //!   claim, token lifetime, leeway; **revocations**; **targets**.
+//! - **Masking**: masking rules added (narrows) or removed (widens), by id;
+//!   per rule, who it applies to (`roles`), exemptions (`except_roles`:
+//!   one added widens), what it masks (a column, field or detector added
+//!   narrows, removed widens), its strategy (by how much it reveals:
+//!   `redact` < `hash` < `partial` by `keep`) and `unmaskable`.
 //!
 //! Each change has a direction: `widens` (someone may now be able to do
 //! something they could not), `narrows`, `changes` (not provably either:
@@ -20,9 +25,10 @@
 
 use std::collections::BTreeMap;
 
+use pinhole_filter::mask::{MaskSpec, Strategy, Unmaskable};
 use pinhole_filter::policy::{
-    ArgConstraint, ArgTest, Effect, Issuer, Jwk, Matcher, Policy, Role, Rule, SqlMatch,
-    StatementClass,
+    strategy_rank, ArgConstraint, ArgTest, Effect, Issuer, Jwk, MaskRule, Matcher, Policy, Role,
+    Rule, SqlMatch, StatementClass,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -57,7 +63,8 @@ impl Direction {
 /// One change, with a one-line summary and structured details.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {
-    /// `access`, `roles`, `rules`, `identity`, `revocations` or `targets`.
+    /// `access`, `masking`, `roles`, `rules`, `identity`, `revocations` or
+    /// `targets`.
     pub section: &'static str,
     pub direction: Direction,
     /// For grouping in Markdown: e.g. ``role `sre` on target `tools` ``.
@@ -82,6 +89,7 @@ pub struct Diff {
 pub fn diff(old_name: &str, old: &Policy, new_name: &str, new: &Policy) -> Diff {
     let mut changes = Vec::new();
     access(old, new, &mut changes);
+    masking(old, new, &mut changes);
     roles(old, new, &mut changes);
     rules(old, new, &mut changes);
     identity(old, new, &mut changes);
@@ -808,6 +816,330 @@ fn rules(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
     }
 }
 
+// ----------------------------------------------------------------- masking
+
+/// A strategy in words.
+pub fn strategy_text(s: &Strategy) -> String {
+    match s {
+        Strategy::Redact { text: None } => "redact".into(),
+        Strategy::Redact { text: Some(t) } => format!("redact as {t:?}"),
+        Strategy::Partial { keep } => format!("partial (keep {keep})"),
+        Strategy::Hash {} => "hash".into(),
+    }
+}
+
+/// One thing a spec masks: (kind, name, strategy, custom pattern).
+type MaskItem<'a> = (&'static str, &'a str, &'a Strategy, Option<&'a str>);
+
+fn mask_items(spec: &MaskSpec) -> Vec<MaskItem<'_>> {
+    let mut v: Vec<MaskItem<'_>> = Vec::new();
+    for c in &spec.columns {
+        v.push(("column", &c.column, &c.strategy, None));
+    }
+    for f in &spec.fields {
+        v.push(("field", &f.path, &f.strategy, None));
+    }
+    for d in &spec.detectors {
+        v.push(("detector", &d.detector, &d.strategy, d.pattern.as_deref()));
+    }
+    v
+}
+
+/// What a spec masks, in words: ``columns `a`; detectors `email` → partial (keep 4)``.
+pub fn spec_text(spec: &MaskSpec) -> String {
+    let items = mask_items(spec);
+    let uniform = items.windows(2).all(|w| match w {
+        [a, b] => a.2 == b.2,
+        _ => true,
+    });
+    let mut parts = Vec::new();
+    if uniform {
+        for kind in ["column", "field", "detector"] {
+            let names: Vec<String> = items
+                .iter()
+                .filter(|i| i.0 == kind)
+                .map(|i| match i.3 {
+                    Some(p) => format!("`{}` (/{p}/)", i.1),
+                    None => q(i.1),
+                })
+                .collect();
+            if !names.is_empty() {
+                parts.push(format!("{kind}s {}", names.join(", ")));
+            }
+        }
+    } else {
+        for i in &items {
+            parts.push(format!("{} `{}` → {}", i.0, i.1, strategy_text(i.2)));
+        }
+    }
+    let mut out = parts.join("; ");
+    if uniform {
+        if let Some(first) = items.first() {
+            out.push_str(&format!(" → {}", strategy_text(first.2)));
+        }
+    }
+    if spec.unmaskable == Unmaskable::Refuse {
+        out.push_str("; unmaskable values refused");
+    }
+    out
+}
+
+/// Who a masking rule masks for, in words.
+pub fn mask_who_text(m: &MaskRule) -> String {
+    let who = if m.roles.is_empty() {
+        "everyone".to_owned()
+    } else {
+        format!("roles {}", qlist(&m.roles))
+    };
+    if m.except_roles.is_empty() {
+        who
+    } else {
+        format!("{who} except {}", qlist(&m.except_roles))
+    }
+}
+
+/// A masking rule in words.
+pub fn mask_rule_text(m: &MaskRule) -> String {
+    format!("masks {} for {}", spec_text(&m.spec), mask_who_text(m))
+}
+
+fn masking(old: &Policy, new: &Policy, all: &mut Vec<Change>) {
+    let mut out: Vec<Change> = Vec::new();
+    let mut push = |direction, m: &MaskRule, summary: String, detail: Value| {
+        out.push(Change {
+            section: "masking",
+            direction,
+            group: format!("target `{}`", m.target),
+            summary,
+            detail: {
+                let mut d = detail;
+                if let Some(o) = d.as_object_mut() {
+                    o.insert("masking_rule".into(), json!(m.id));
+                    o.insert("target".into(), json!(m.target));
+                }
+                d
+            },
+        })
+    };
+    for n in &new.masking {
+        if old.masking.iter().all(|o| o.id != n.id) {
+            push(
+                Direction::Narrows,
+                n,
+                format!("masking rule `{}` added: {}", n.id, mask_rule_text(n)),
+                json!({ "change": "added", "new": n }),
+            );
+        }
+    }
+    for o in &old.masking {
+        let Some(n) = new.masking.iter().find(|n| n.id == o.id) else {
+            push(
+                Direction::Widens,
+                o,
+                format!(
+                    "masking rule `{}` removed: values it masked are shown in clear (was: {})",
+                    o.id,
+                    mask_rule_text(o)
+                ),
+                json!({ "change": "removed", "old": o }),
+            );
+            continue;
+        };
+        if o == n {
+            continue;
+        }
+        if o.target != n.target {
+            push(
+                Direction::Changes,
+                n,
+                format!(
+                    "masking rule `{}` moved from target `{}` to `{}`: {}",
+                    o.id,
+                    o.target,
+                    n.target,
+                    mask_rule_text(n)
+                ),
+                json!({ "change": "target", "old": o, "new": n }),
+            );
+            continue;
+        }
+        mask_rule_changes(o, n, &mut push);
+    }
+    // Grouped by target (stable: rules keep their order within one).
+    out.sort_by(|a, b| a.group.cmp(&b.group));
+    all.extend(out);
+}
+
+/// A strategy change: revealing more (by [`strategy_rank`]) widens.
+fn strategy_direction(old: &Strategy, new: &Strategy) -> Direction {
+    match strategy_rank(new).cmp(&strategy_rank(old)) {
+        std::cmp::Ordering::Greater => Direction::Widens,
+        std::cmp::Ordering::Less => Direction::Narrows,
+        std::cmp::Ordering::Equal => Direction::Neutral,
+    }
+}
+
+fn mask_rule_changes(
+    o: &MaskRule,
+    n: &MaskRule,
+    push: &mut dyn FnMut(Direction, &MaskRule, String, Value),
+) {
+    let id = &o.id;
+    if o.roles != n.roles {
+        // Roles listed = the callers masked: more callers masked narrows.
+        let d = match list_direction(&o.roles, &n.roles, &exact_covers) {
+            Direction::Widens => Direction::Narrows,
+            Direction::Narrows => Direction::Widens,
+            d => d,
+        };
+        let t = |v: &[String]| {
+            if v.is_empty() {
+                "everyone".to_owned()
+            } else {
+                qlist(v)
+            }
+        };
+        push(
+            d,
+            n,
+            format!(
+                "masking rule `{id}` applies to: {} → {}",
+                t(&o.roles),
+                t(&n.roles)
+            ),
+            json!({ "change": "roles", "old": o.roles, "new": n.roles }),
+        );
+    }
+    for r in n
+        .except_roles
+        .iter()
+        .filter(|r| !o.except_roles.contains(r))
+    {
+        push(
+            Direction::Widens,
+            n,
+            format!(
+                "role `{r}` is now exempt from masking rule `{id}`: it sees those values in clear"
+            ),
+            json!({ "change": "exemption_added", "role": r }),
+        );
+    }
+    for r in o
+        .except_roles
+        .iter()
+        .filter(|r| !n.except_roles.contains(r))
+    {
+        push(
+            Direction::Narrows,
+            n,
+            format!("role `{r}` is no longer exempt from masking rule `{id}`"),
+            json!({ "change": "exemption_removed", "role": r }),
+        );
+    }
+    let (oi, ni) = (mask_items(&o.spec), mask_items(&n.spec));
+    let same = |a: &MaskItem, b: &MaskItem| a.0 == b.0 && a.1 == b.1;
+    // Strategy changes of the items in both: one change for the rule when
+    // they all went from the same strategy to the same other one.
+    let changed: Vec<(&MaskItem, &MaskItem)> = ni
+        .iter()
+        .filter_map(|n| oi.iter().find(|o| same(o, n)).map(|o| (o, n)))
+        .filter(|(o, n)| o.2 != n.2)
+        .collect();
+    let whole_rule = match changed.first() {
+        Some((o0, n0)) => changed.iter().all(|(o, n)| o.2 == o0.2 && n.2 == n0.2),
+        None => false,
+    };
+    if let (true, Some((o0, n0))) = (whole_rule, changed.first()) {
+        let names: Vec<String> = changed
+            .iter()
+            .map(|(_, n)| format!("{} `{}`", n.0, n.1))
+            .collect();
+        push(
+            strategy_direction(o0.2, n0.2),
+            n,
+            format!(
+                "masking rule `{id}` strategy: {} → {} ({})",
+                strategy_text(o0.2),
+                strategy_text(n0.2),
+                names.join(", ")
+            ),
+            json!({ "change": "strategy", "old": o0.2, "new": n0.2, "items": changed.iter().map(|(_, n)| json!({ "kind": n.0, "name": n.1 })).collect::<Vec<_>>() }),
+        );
+    }
+    for item in &ni {
+        let (kind, name, strategy, pattern) = *item;
+        match oi.iter().find(|x| same(x, item)) {
+            None => push(
+                Direction::Narrows,
+                n,
+                format!(
+                    "masking rule `{id}` now masks {kind} `{name}` ({})",
+                    strategy_text(strategy)
+                ),
+                json!({ "change": "masked_added", "kind": kind, "name": name, "strategy": strategy }),
+            ),
+            Some(prev) => {
+                if prev.3 != pattern {
+                    push(
+                        Direction::Changes,
+                        n,
+                        format!(
+                            "masking rule `{id}` detector `{name}` pattern: /{}/ → /{}/",
+                            prev.3.unwrap_or(""),
+                            pattern.unwrap_or("")
+                        ),
+                        json!({ "change": "pattern", "name": name, "old": prev.3, "new": pattern }),
+                    );
+                }
+                if prev.2 != strategy && !whole_rule {
+                    push(
+                        strategy_direction(prev.2, strategy),
+                        n,
+                        format!(
+                            "masking rule `{id}` {kind} `{name}`: {} → {}",
+                            strategy_text(prev.2),
+                            strategy_text(strategy)
+                        ),
+                        json!({ "change": "strategy", "old": prev.2, "new": strategy, "items": [json!({ "kind": kind, "name": name })] }),
+                    );
+                }
+            }
+        }
+    }
+    for item in &oi {
+        if !ni.iter().any(|x| same(x, item)) {
+            let (kind, name, strategy, _) = *item;
+            push(
+                Direction::Widens,
+                n,
+                format!(
+                    "masking rule `{id}` no longer masks {kind} `{name}` (was {}): shown in clear",
+                    strategy_text(strategy)
+                ),
+                json!({ "change": "masked_removed", "kind": kind, "name": name, "strategy": strategy }),
+            );
+        }
+    }
+    if o.spec.unmaskable != n.spec.unmaskable {
+        let (d, what) = match n.spec.unmaskable {
+            Unmaskable::Refuse => (
+                Direction::Narrows,
+                "results with a value that cannot hold a mask are refused (was: the value becomes NULL)",
+            ),
+            Unmaskable::Null => (
+                Direction::Widens,
+                "a value that cannot hold a mask becomes NULL and the result is returned (was: refused)",
+            ),
+        };
+        push(
+            d,
+            n,
+            format!("masking rule `{id}`: {what}"),
+            json!({ "change": "unmaskable", "old": o.spec.unmaskable, "new": n.spec.unmaskable }),
+        );
+    }
+}
+
 // ---------------------------------------------------------------- identity
 
 fn key_id(k: &Jwk) -> String {
@@ -1072,6 +1404,20 @@ fn targets(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
                         json!({ "change": "protocol", "target": n.name, "old": o.protocol, "new": n.protocol }),
                     );
                 }
+                if o.mask_key_env != n.mask_key_env {
+                    let t =
+                        |v: &Option<String>| v.as_deref().map(q).unwrap_or_else(|| "(none)".into());
+                    push(
+                        Direction::Neutral,
+                        format!(
+                            "target `{}` masking key variable: {} → {} (`hash` values change with the key)",
+                            n.name,
+                            t(&o.mask_key_env),
+                            t(&n.mask_key_env)
+                        ),
+                        json!({ "change": "mask_key_env", "target": n.name, "old": o.mask_key_env, "new": n.mask_key_env }),
+                    );
+                }
                 if o.forward_token != n.forward_token {
                     push(
                         if n.forward_token {
@@ -1109,8 +1455,9 @@ fn targets(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
 
 // ----------------------------------------------------------------- output
 
-const SECTIONS: [(&str, &str); 6] = [
+const SECTIONS: [(&str, &str); 7] = [
     ("access", "Access"),
+    ("masking", "Masking (what callers see in clear)"),
     ("roles", "Roles (who they apply to)"),
     ("identity", "Identity: issuers and keys"),
     ("revocations", "Revocations"),
@@ -1133,7 +1480,9 @@ pub fn markdown(d: &Diff) -> String {
     o.push_str(&format!("`{}` → `{}`\n\n", d.old, d.new));
     let count = |k: &str| d.counts.get(k).copied().unwrap_or(0);
     if d.changes.is_empty() {
-        o.push_str("No change: access, roles, rules, identity and targets are the same.\n");
+        o.push_str(
+            "No change: access, masking, roles, rules, identity and targets are the same.\n",
+        );
         return o;
     }
     let headline = if count("widens") > 0 {
@@ -1158,7 +1507,7 @@ pub fn markdown(d: &Diff) -> String {
             continue;
         }
         o.push_str(&format!("\n### {title}\n"));
-        let grouped = section == "access" || section == "roles" || section == "identity";
+        let grouped = matches!(section, "access" | "masking" | "roles" | "identity");
         let mut last_group: Option<&str> = None;
         for c in items {
             if grouped && last_group != Some(c.group.as_str()) {

@@ -127,15 +127,23 @@ pub fn source_sha256(source: &[u8], jwks: &[JwksInput]) -> String {
     blob::hex(&h.finalize())
 }
 
-/// Counts shown in summaries: issuers, roles, targets, rules.
+/// Counts shown in summaries: issuers, roles, targets, rules (and masking
+/// rules, when there are any).
 pub fn summary(p: &Policy) -> String {
-    format!(
+    let mut s = format!(
         "{}, {}, {}, {}",
         diag::plural(p.issuers.len(), "issuer"),
         diag::plural(p.roles.len(), "role"),
         diag::plural(p.targets.len(), "target"),
         diag::plural(p.rules.len(), "rule"),
-    )
+    );
+    if !p.masking.is_empty() {
+        s.push_str(&format!(
+            ", {}",
+            diag::plural(p.masking.len(), "masking rule")
+        ));
+    }
+    s
 }
 
 /// Encode a compiled policy as a blob with its provenance.

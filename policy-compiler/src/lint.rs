@@ -15,10 +15,15 @@
 //! - **Broad grants**: an `allow` rule covering every tool (`*`, `**`) or
 //!   every request (no matcher; an `http` matcher of any method on `/**`),
 //!   for a role not marked `admin: true` (or for every identity).
+//! - **Masking nobody**: a masking rule whose `except_roles` name every
+//!   role that can reach its target (every role of the target's `allow`
+//!   and `review` rules, none of which is for everyone): every caller that
+//!   can reach the target is exempt.
 //!
 //! Not implemented, because the features they check do not exist yet:
-//! `review` rules without approvers (approvals), masking rules on
-//! non-Postgres targets (masking), expired grants (approvals).
+//! `review` rules without approvers (approvals), expired grants
+//! (approvals). (Masking `columns` on a non-postgres target and `fields` on
+//! a postgres one are errors, reported by the compiler.)
 
 use std::collections::BTreeSet;
 
@@ -41,6 +46,7 @@ pub fn lint(root: &Node, policy: &Policy, admin: &BTreeSet<String>, diags: &mut 
     impossible_roles(&src, policy, diags);
     shadowed(&src, policy, diags);
     broad_grants(&src, policy, admin, diags);
+    masking_nobody(&src, policy, diags);
 }
 
 // ------------------------------------------------------------- positions
@@ -95,6 +101,16 @@ impl<'n> Source<'n> {
             .and_then(|e| get(&e.value, matcher))
             .and_then(|m| get(&m.value, key))
             .map(|l| items(&l.value))
+            .unwrap_or_default()
+    }
+
+    /// The key `key` of masking rule `i`.
+    fn masking_key(&self, i: usize, key: &str) -> Span {
+        let rule = match &get(self.root, "masking").map(|e| &e.value.value) {
+            Some(Value::Seq(items)) => items.get(i),
+            _ => None,
+        };
+        rule.and_then(|r| get(r, key).map(|e| e.key_span).or(Some(r.span)))
             .unwrap_or_default()
     }
 
@@ -467,6 +483,45 @@ fn broad_grants(src: &Source, policy: &Policy, admin: &BTreeSet<String>, diags: 
                     }
                 }
             }
+        }
+    }
+}
+
+// ----------------------------------------------------------- masking
+
+/// Masking rules whose exemptions cover every role that can reach the
+/// target: they never mask anything for anyone.
+fn masking_nobody(src: &Source, policy: &Policy, diags: &mut Diagnostics) {
+    for (i, m) in policy.masking.iter().enumerate() {
+        if m.except_roles.is_empty() {
+            continue;
+        }
+        let reaching: Vec<&Rule> = policy
+            .rules
+            .iter()
+            .filter(|r| r.target == m.target && r.effect != Effect::Deny)
+            .collect();
+        // No rule lets anyone in (another warning says so), or some rule
+        // lets every identity in: not provable.
+        if reaching.is_empty() || reaching.iter().any(|r| r.roles.is_empty()) {
+            continue;
+        }
+        let mut roles: Vec<String> = Vec::new();
+        for r in reaching.iter().flat_map(|r| &r.roles) {
+            if !roles.contains(r) {
+                roles.push(r.clone());
+            }
+        }
+        if roles.iter().all(|r| m.except_roles.contains(r)) {
+            diags.warning(
+                src.masking_key(i, "except_roles"),
+                format!(
+                    "masking rule `{}` masks nothing: its `except_roles` exempt every role that can reach target `{}` ({})",
+                    m.id,
+                    m.target,
+                    quoted(&roles)
+                ),
+            );
         }
     }
 }

@@ -50,7 +50,7 @@ const LIST_KEYS: &[&str] = &["tools", "resources", "resource_templates", "prompt
 const EXPECT_KEYS: &[&str] = &["decision", "rule", "reason", "visible"];
 const EXPECT_FUTURE: Future<'static> = &[(
     "masked",
-    "`masked` expectations are not supported yet: they arrive with masking",
+    "`masked` expectations are not supported yet: policy tests do not simulate responses, so they cannot check masking",
 )];
 
 /// What a case expects. Absent fields are not checked.

@@ -574,14 +574,14 @@ targets:
   db: { protocol: postgres, backend_user: app }
 rules:
   - { id: r, review: { target: db, approvers: [leads] } }
-masking: []
+elevation: []
 ",
     );
     assert_eq!(
         errors(&src),
         [
             "13:36: `approvers` is not supported yet: approvers arrive with the approvals support (until then every `review` rule refuses)",
-            "14:1: `masking` is not supported yet: field and pattern masking arrive in a later release",
+            "14:1: `elevation` is not supported yet: just-in-time elevation arrives with the approvals support",
         ]
     );
 }
@@ -757,7 +757,7 @@ fn diagnostics_render_with_the_file_name() {
         .unwrap();
     assert_eq!(
         d.render("policy.yaml"),
-        "policy.yaml:2:1: error: unknown key `foo` in the policy (expected one of: version, name, identity, roles, targets, rules)"
+        "policy.yaml:2:1: error: unknown key `foo` in the policy (expected one of: version, name, identity, roles, targets, rules, masking)"
     );
     let _ = diags("version: 1\n");
 }

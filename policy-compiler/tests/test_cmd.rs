@@ -122,7 +122,7 @@ fn sql_cases_need_a_postgres_target_and_masking_is_not_supported_yet() {
         e,
         [
             "t.yaml:6:13: error: a `sql` request needs a postgres target; target `tools` is mcp",
-            "t.yaml:13:32: error: `masked` expectations are not supported yet: they arrive with masking",
+            "t.yaml:13:32: error: `masked` expectations are not supported yet: policy tests do not simulate responses, so they cannot check masking",
         ]
     );
 }

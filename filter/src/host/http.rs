@@ -7,6 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::{now_secs, Loaded};
+use crate::audit::{AuditEvent, AuditIdentity, Command};
 use crate::engine::{self, Engine, Reply, IDENTITY_HEADER_PREFIX};
 use crate::identity::Identity;
 use crate::mcp::{self, BodyOutcome, ListKind, SseFilter};
@@ -67,6 +68,29 @@ impl Http {
         self.get_property(vec!["source", "address"])
             .and_then(|b| String::from_utf8(b).ok())
             .unwrap_or_else(|| "-".into())
+    }
+
+    /// One audit event (Envoy log + filter state `wasm.pinhole_audit`).
+    fn audit(&self, engine: &Engine, who: Option<&Identity>, command: Command<'_>, d: &Decision) {
+        let source = self.source();
+        let conn = self.id.to_string();
+        let request = self.get_http_request_header("x-request-id");
+        let protocol = engine.target.protocol;
+        let mut event = AuditEvent::decided(
+            super::audit::now_ms(self),
+            &engine.target.name,
+            protocol,
+            command,
+            d,
+            0,
+        );
+        event.conn = Some(&conn);
+        event.request = request.as_deref();
+        event.source = Some(&source);
+        event.identity = who.map(AuditIdentity::of);
+        if let Some(line) = super::audit::emit(&event) {
+            self.set_property(vec!["pinhole_audit"], Some(line.as_bytes()));
+        }
     }
 
     fn log_decision(&self, engine: &Engine, what: &str, d: &Decision) {
@@ -187,6 +211,7 @@ impl Http {
             Ok(path) => {
                 let d = engine.decide(who, &Request::Http { method, path });
                 self.log_decision_for(engine, Some(who), &format!("{method} {path}"), &d);
+                self.audit(engine, Some(who), Command::http(method, path), &d);
                 d
             }
             Err(why) => {
@@ -196,6 +221,7 @@ impl Http {
                     reason: why,
                 };
                 self.log_decision_for(engine, Some(who), &format!("{method} -"), &d);
+                self.audit(engine, Some(who), Command::http(method, &raw_path), &d);
                 d
             }
         };
@@ -213,6 +239,15 @@ impl Http {
         let verdict = mcp::evaluate_body(body, &mut |req: &Request| engine.decide(&who, req));
         for d in &verdict.decided {
             self.log_decision(engine, &format!("{} {}", d.method, d.item), &d.decision);
+            let mut command = Command::mcp_method(&d.method);
+            match d.method.as_str() {
+                "tools/call" => command.tool = d.name.as_deref(),
+                "prompts/get" => command.prompt = d.name.as_deref(),
+                m if m.starts_with("resources/") => command.resource = d.name.as_deref(),
+                _ => {}
+            }
+            command.arguments_digest = d.arguments_digest.clone();
+            self.audit(engine, Some(&who), command, &d.decision);
         }
         if let Some(reason) = &verdict.reason {
             log::warn!(

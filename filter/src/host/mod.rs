@@ -1,6 +1,7 @@
 //! The only code that talks to the proxy-wasm host. It moves bytes between
 //! Envoy and the host-free engine and never decides anything itself.
 
+mod audit;
 mod http;
 mod metrics;
 mod tcp;

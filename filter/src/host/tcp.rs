@@ -60,7 +60,8 @@ impl Tcp {
             loaded,
             session: {
                 let mut s = Session::new(nonce);
-                s.record_allowed = log::log_enabled!(log::Level::Debug);
+                // Every decision is audited, allowed statements included.
+                s.record_allowed = true;
                 s
             },
             source: None,
@@ -98,6 +99,13 @@ impl Tcp {
             }
             if let Some(reason) = self.session.take_auth_failure() {
                 super::metrics::inc(&crate::metrics::auth_failure(reason, target));
+                let refused = Decision {
+                    effect: Effect::Deny,
+                    rule: None,
+                    reason: format!("token rejected: {reason}"),
+                };
+                let command = crate::audit::Command::mcp_method("login");
+                self.audit(engine, command, &refused);
             }
         }
         for e in self.session.take_events() {
@@ -114,7 +122,26 @@ impl Tcp {
         let source = self.source();
         for StatementDecision { sql, decision } in decisions {
             self.log_decision(engine, &source, &sql, &decision);
+            self.audit(engine, crate::audit::Command::sql(&sql), &decision);
         }
+    }
+
+    /// One audit event for a decision on this connection.
+    fn audit(&mut self, engine: &Engine, command: crate::audit::Command<'_>, d: &Decision) {
+        let source = self.source();
+        let conn = self.id.to_string();
+        let mut event = crate::audit::AuditEvent::decided(
+            super::audit::now_ms(self),
+            &engine.target.name,
+            engine.target.protocol,
+            command,
+            d,
+            0,
+        );
+        event.conn = Some(&conn);
+        event.source = Some(&source);
+        event.identity = self.session.identity().map(crate::audit::AuditIdentity::of);
+        super::audit::emit(&event);
     }
 
     fn log_decision(&self, engine: &Engine, source: &str, sql: &str, d: &Decision) {

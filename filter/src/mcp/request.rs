@@ -355,6 +355,10 @@ pub struct Decided {
     pub method: String,
     /// What was asked, e.g. ``tool `deploy` `` ([`Request::describe`]).
     pub item: String,
+    /// The tool, resource URI or prompt name, when there is one.
+    pub name: Option<String>,
+    /// SHA-256 (16 hex) of a tool call's canonical arguments.
+    pub arguments_digest: Option<String>,
     pub decision: Decision,
 }
 
@@ -543,10 +547,21 @@ pub fn evaluate_body(body: &[u8], decide: &mut dyn FnMut(&Request) -> Decision) 
                     reasons.push(format!("{}: {}", req.describe(), d.reason));
                     Some(decision_error(&d))
                 };
+                let (name, arguments_digest) = match req {
+                    Request::ToolCall { name, arguments } => (
+                        Some(name.to_owned()),
+                        Some(crate::audit::arguments_digest(arguments)),
+                    ),
+                    Request::Resource { uri } => (Some(uri.to_owned()), None),
+                    Request::Prompt { name } => (Some(name.to_owned()), None),
+                    _ => (None, None),
+                };
                 decided.push(Decided {
                     id: m.id().cloned(),
                     method: method.to_string(),
                     item: req.describe(),
+                    name,
+                    arguments_digest,
                     decision: d,
                 });
                 refusal

@@ -1276,6 +1276,7 @@ fn sql_tool_calls_are_decided_per_statement() {
             backend_user: None,
             backend_password_env: None,
             backend_database: None,
+            mask_key_env: None,
         }],
         rules: vec![Rule {
             id: "agent-sql".into(),

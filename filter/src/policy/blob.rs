@@ -5,7 +5,7 @@
 //! offset size  field
 //! 0      8     magic  "PINHOLE\0"
 //! 8      2     format version, big endian (currently 1)
-//! 10     2     flags, big endian (0; reserved for signatures)
+//! 10     2     flags, big endian (see below)
 //! 12     4     payload length N, big endian
 //! 16     32    SHA-256 of the payload
 //! 48     N     payload: UTF-8 JSON {"meta": Meta, "policy": Policy}
@@ -16,6 +16,16 @@
 //! source therefore always yields the same bytes. `Meta` records the SHA-256
 //! of the policy source and of every embedded JWKS file; it records a compile
 //! time only when `SOURCE_DATE_EPOCH` is set, so builds stay reproducible.
+//!
+//! Flags mark features a filter must understand to run the policy safely;
+//! a filter refuses a blob with a flag it does not know (fail closed)
+//! rather than silently ignoring part of the policy:
+//!
+//! - [`FLAG_MASKING`] (bit 0): the policy has masking rules. A filter
+//!   that predates masking would otherwise drop them (its model ignores the
+//!   unknown `masking` key) and return clear values.
+//!
+//! Other bits are reserved (signatures).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -24,6 +34,10 @@ use super::model::{Matcher, Policy, Protocol};
 
 pub const MAGIC: &[u8; 8] = b"PINHOLE\0";
 pub const FORMAT_VERSION: u16 = 1;
+/// Header flag: the policy carries masking rules.
+pub const FLAG_MASKING: u16 = 0x0001;
+/// Every flag this filter understands.
+pub const KNOWN_FLAGS: u16 = FLAG_MASKING;
 const HEADER_LEN: usize = 48;
 /// Refuse absurd payloads before allocating.
 pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
@@ -102,11 +116,20 @@ pub fn encode(policy: &Policy, meta: &Meta) -> Result<Vec<u8>, BlobError> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&flags_for(policy).to_be_bytes());
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&Sha256::digest(&payload));
     out.extend_from_slice(&payload);
     Ok(out)
+}
+
+/// The header flags a policy needs.
+pub fn flags_for(policy: &Policy) -> u16 {
+    if policy.masking.is_empty() {
+        0
+    } else {
+        FLAG_MASKING
+    }
 }
 
 #[derive(Serialize)]
@@ -151,8 +174,8 @@ pub fn decode(bytes: &[u8]) -> Result<Blob, BlobError> {
         });
     }
     let flags = be16(bytes, 10).ok_or(BlobError::TooShort(bytes.len()))?;
-    if flags != 0 {
-        return Err(BlobError::UnknownFlags(flags));
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(BlobError::UnknownFlags(flags & !KNOWN_FLAGS));
     }
     let declared = be32(bytes, 12).ok_or(BlobError::TooShort(bytes.len()))? as usize;
     if declared > MAX_PAYLOAD {
@@ -172,6 +195,12 @@ pub fn decode(bytes: &[u8]) -> Result<Blob, BlobError> {
     let p: Payload =
         serde_json::from_slice(payload).map_err(|e| BlobError::Payload(e.to_string()))?;
     validate(&p.policy)?;
+    if flags != flags_for(&p.policy) {
+        return Err(BlobError::Invalid(format!(
+            "header flags {flags:#06x} do not match the policy (expected {:#06x})",
+            flags_for(&p.policy)
+        )));
+    }
     Ok(Blob {
         meta: p.meta,
         policy: p.policy,
@@ -233,6 +262,7 @@ pub fn validate(p: &Policy) -> Result<(), BlobError> {
             }
         }
     }
+    validate_masking(p)?;
     for role in &p.roles {
         if let Some(iss) = &role.issuer {
             if p.issuer(iss).is_none() {
@@ -240,6 +270,74 @@ pub fn validate(p: &Policy) -> Result<(), BlobError> {
                     "role `{}` names unknown issuer `{iss}`",
                     role.name
                 )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Masking rules: unique ids (also among rules), known target and roles,
+/// columns only on postgres targets and fields only on others, a valid
+/// non-empty spec, a key variable for `hash`, and one pattern per custom
+/// detector name on a target (rules of a target are merged).
+fn validate_masking(p: &Policy) -> Result<(), BlobError> {
+    let bad =
+        |id: &str, what: String| Err(BlobError::Invalid(format!("masking rule `{id}` {what}")));
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, m) in p.masking.iter().enumerate() {
+        if !seen.insert(m.id.as_str()) || p.rules.iter().any(|r| r.id == m.id) {
+            return bad(&m.id, "has a duplicate id".into());
+        }
+        let Some(target) = p.target(&m.target) else {
+            return bad(&m.id, format!("names unknown target `{}`", m.target));
+        };
+        for role in m.roles.iter().chain(&m.except_roles) {
+            if !p.roles.iter().any(|x| &x.name == role) {
+                return bad(&m.id, format!("names unknown role `{role}`"));
+            }
+        }
+        let postgres = target.protocol == Protocol::Postgres;
+        if postgres && !m.spec.fields.is_empty() {
+            return bad(
+                &m.id,
+                format!("masks JSON fields on postgres target `{}`", target.name),
+            );
+        }
+        if !postgres && !m.spec.columns.is_empty() {
+            return bad(
+                &m.id,
+                format!(
+                    "masks columns on {} target `{}`",
+                    target.protocol.as_str(),
+                    target.name
+                ),
+            );
+        }
+        if m.spec.is_empty() {
+            return bad(&m.id, "masks nothing".into());
+        }
+        if let Err(e) = m.spec.validate() {
+            return bad(&m.id, format!("is invalid: {e}"));
+        }
+        if m.spec.uses_hash() && target.mask_key_env.is_none() {
+            return bad(
+                &m.id,
+                format!(
+                    "uses `hash` but target `{}` has no `mask_key_env`",
+                    target.name
+                ),
+            );
+        }
+        for d in &m.spec.detectors {
+            let clash = p
+                .masking
+                .iter()
+                .take(i)
+                .filter(|o| o.target == m.target)
+                .flat_map(|o| &o.spec.detectors)
+                .any(|o| o.detector == d.detector && o.pattern != d.pattern);
+            if clash {
+                return bad(&m.id, format!("defines detector `{}` differently from an earlier masking rule of target `{}`", d.detector, m.target));
             }
         }
     }
@@ -270,6 +368,7 @@ mod tests {
                 backend_user: None,
                 backend_password_env: None,
                 backend_database: None,
+                mask_key_env: None,
             }],
             rules: vec![Rule {
                 id: "a".into(),
@@ -287,6 +386,7 @@ mod tests {
                 }),
                 reason: None,
             }],
+            masking: vec![],
         }
     }
 
@@ -357,6 +457,7 @@ mod tests {
             backend_user: None,
             backend_password_env: None,
             backend_database: None,
+            mask_key_env: None,
         };
         let sql = SqlMatch {
             statements: vec![
@@ -398,5 +499,147 @@ mod tests {
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains("sql"), "{text}");
         Ok(())
+    }
+
+    fn with_masking() -> Policy {
+        use crate::mask::{ColumnRule, DetectorRule, MaskSpec, Strategy};
+        let mut p = sample();
+        p.targets.push(Target {
+            name: "db".into(),
+            protocol: Protocol::Postgres,
+            forward_token: false,
+            backend_user: Some("app".into()),
+            backend_password_env: None,
+            backend_database: None,
+            mask_key_env: Some("MASK_KEY".into()),
+        });
+        p.masking.push(MaskRule {
+            id: "hide-emails".into(),
+            target: "db".into(),
+            roles: vec![],
+            except_roles: vec!["r".into()],
+            spec: MaskSpec {
+                columns: vec![ColumnRule {
+                    column: "customers.email".into(),
+                    strategy: Strategy::Hash {},
+                }],
+                detectors: vec![DetectorRule {
+                    detector: "emp_id".into(),
+                    pattern: Some("EMP-[0-9]{6}".into()),
+                    strategy: Strategy::Partial { keep: 2 },
+                }],
+                ..MaskSpec::default()
+            },
+        });
+        p
+    }
+
+    #[test]
+    fn masking_round_trips_and_sets_its_flag() -> Result<(), BlobError> {
+        let p = with_masking();
+        let bytes = encode(&p, &meta())?;
+        assert_eq!(bytes[10..12], FLAG_MASKING.to_be_bytes());
+        assert_eq!(bytes, encode(&p, &meta())?);
+        let blob = decode(&bytes)?;
+        assert_eq!(blob.policy, p);
+        let text = String::from_utf8_lossy(&bytes[48..]).into_owned();
+        assert!(
+            text.contains(r#""masking":[{"id":"hide-emails","target":"db","roles":[],"except_roles":["r"],"spec":{"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""mask_key_env":"MASK_KEY""#), "{text}");
+        // Without masking: flags 0 and no new keys (old blobs are unchanged).
+        let plain = encode(&sample(), &meta())?;
+        assert_eq!(plain[10..12], [0, 0]);
+        let text = String::from_utf8_lossy(&plain);
+        assert!(!text.contains("mask"), "{text}");
+        Ok(())
+    }
+
+    /// Rewrites a blob's flags and digest-protected payload.
+    fn reframe(flags: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+        out.extend_from_slice(&flags.to_be_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(&Sha256::digest(payload));
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn masking_flag_must_match_the_policy() -> Result<(), BlobError> {
+        let masked = encode(&with_masking(), &meta())?;
+        let plain = encode(&sample(), &meta())?;
+        // Masking rules without the flag (a filter that predates masking
+        // must never see such a blob as one it can run).
+        assert!(matches!(
+            decode(&reframe(0, &masked[48..])),
+            Err(BlobError::Invalid(_))
+        ));
+        assert!(matches!(
+            decode(&reframe(FLAG_MASKING, &plain[48..])),
+            Err(BlobError::Invalid(_))
+        ));
+        assert_eq!(
+            decode(&reframe(FLAG_MASKING | 0x8000, &masked[48..])),
+            Err(BlobError::UnknownFlags(0x8000))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn inconsistent_masking_is_refused() {
+        use crate::mask::{FieldRule, Strategy};
+        let refused = |f: &dyn Fn(&mut Policy), why: &str| {
+            let mut p = with_masking();
+            f(&mut p);
+            match encode(&p, &meta()) {
+                Err(BlobError::Invalid(m)) => assert!(m.contains(why), "{m}"),
+                other => panic!("{why}: {other:?}"),
+            }
+        };
+        refused(&|p| p.masking[0].target = "nope".into(), "unknown target");
+        refused(
+            &|p| p.masking[0].except_roles = vec!["x".into()],
+            "unknown role",
+        );
+        refused(&|p| p.masking[0].id = "a".into(), "duplicate id");
+        refused(
+            &|p| {
+                let m = p.masking[0].clone();
+                p.masking.push(m);
+            },
+            "duplicate id",
+        );
+        refused(&|p| p.targets[1].mask_key_env = None, "no `mask_key_env`");
+        refused(&|p| p.masking[0].target = "tools".into(), "masks columns");
+        refused(
+            &|p| {
+                p.masking[0].spec.fields.push(FieldRule {
+                    path: "a".into(),
+                    strategy: Strategy::default(),
+                })
+            },
+            "masks JSON fields",
+        );
+        refused(
+            &|p| p.masking[0].spec = crate::mask::MaskSpec::default(),
+            "masks nothing",
+        );
+        refused(
+            &|p| p.masking[0].spec.detectors[0].pattern = Some("x*".into()),
+            "is invalid",
+        );
+        refused(
+            &|p| {
+                let mut m = p.masking[0].clone();
+                m.id = "other".into();
+                m.spec.detectors[0].pattern = Some("EMP-[0-9]+".into());
+                p.masking.push(m);
+            },
+            "defines detector `emp_id` differently",
+        );
     }
 }

@@ -1021,6 +1021,7 @@ mod tests {
                 backend_user: None,
                 backend_password_env: None,
                 backend_database: None,
+                mask_key_env: None,
             }],
             rules: vec![
                 rule(
@@ -1194,6 +1195,7 @@ mod tests {
                     backend_user: None,
                     backend_password_env: None,
                     backend_database: None,
+                    mask_key_env: None,
                 },
                 Target {
                     name: "orders-db".into(),
@@ -1202,6 +1204,7 @@ mod tests {
                     backend_user: None,
                     backend_password_env: None,
                     backend_database: None,
+                    mask_key_env: None,
                 },
             ],
             rules: vec![

@@ -1,7 +1,9 @@
-//! Policy model, blob format and evaluator.
+//! Policy model, blob format, evaluator and masking selection.
 
 pub mod blob;
 pub mod eval;
+pub mod masking;
 pub mod model;
 
+pub use masking::{mask_spec_for, strategy_rank};
 pub use model::*;

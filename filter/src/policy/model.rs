@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::mask::MaskSpec;
+
 /// A compiled policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Policy {
@@ -20,6 +22,11 @@ pub struct Policy {
     pub roles: Vec<Role>,
     pub targets: Vec<Target>,
     pub rules: Vec<Rule>,
+    /// Masking of response data, in source order (see [`MaskRule`] and
+    /// [`crate::policy::mask_spec_for`]). Absent from the blob when empty,
+    /// so policies without masking compile to the same bytes as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masking: Vec<MaskRule>,
 }
 
 /// Subjects and token ids whose tokens are refused even when otherwise valid.
@@ -177,6 +184,13 @@ pub struct Target {
     /// startup `database`. `None`: the caller's choice is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_database: Option<String>,
+    /// The name of the environment variable (set by the operator in the
+    /// Envoy `vm_config.environment_variables`) holding the HMAC key of the
+    /// `hash` masking strategy for this target. The key itself never
+    /// enters the blob. Required when a masking rule of the target uses
+    /// `hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_key_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -521,6 +535,28 @@ pub struct HttpMatch {
     pub methods: Vec<String>,
     #[serde(default)]
     pub paths: Vec<String>,
+}
+
+/// A masking rule: what to mask in the responses of `target`, and for whom.
+///
+/// It applies to a caller when `roles` is empty or the caller holds one of
+/// them, **and** the caller holds none of `except_roles` (an exemption wins:
+/// those callers see clear values). Every rule of a target that applies to
+/// a caller is merged into one [`MaskSpec`] by
+/// [`crate::policy::mask_spec_for`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskRule {
+    pub id: String,
+    pub target: String,
+    /// Applies only to callers holding one of these roles; empty = every
+    /// authenticated caller.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Callers holding one of these roles are exempt (see clear values).
+    #[serde(default)]
+    pub except_roles: Vec<String>,
+    /// What to mask and how.
+    pub spec: MaskSpec,
 }
 
 impl Policy {

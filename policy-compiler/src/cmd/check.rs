@@ -34,6 +34,7 @@ pub fn run(a: &Args) -> Exit {
                 "roles": p.roles.len(),
                 "targets": p.targets.len(),
                 "rules": p.rules.len(),
+                "masking": p.masking.len(),
             })
         });
         let doc = serde_json::json!({

@@ -87,18 +87,24 @@ fn human(path: &std::path::Path, size: usize, b: &Blob) -> String {
     line("targets:", p.targets.len().to_string());
     for t in &p.targets {
         let rules = p.rules.iter().filter(|r| r.target == t.name).count();
+        let masking = p.masking.iter().filter(|m| m.target == t.name).count();
+        let mut extra = String::new();
+        if masking > 0 {
+            extra.push_str(&format!(", {}", plural(masking, "masking rule")));
+        }
+        if let Some(env) = &t.mask_key_env {
+            extra.push_str(&format!(", mask key from ${env}"));
+        }
+        if t.forward_token {
+            extra.push_str(", forwards the token");
+        }
         line(
             "",
             format!(
-                "{}: {} ({}{})",
+                "{}: {} ({}{extra})",
                 t.name,
                 t.protocol.as_str(),
                 plural(rules, "rule"),
-                if t.forward_token {
-                    ", forwards the token"
-                } else {
-                    ""
-                }
             ),
         );
     }
@@ -113,6 +119,18 @@ fn human(path: &std::path::Path, size: usize, b: &Blob) -> String {
             count(Effect::Review)
         ),
     );
+    line("masking:", plural(p.masking.len(), "rule"));
+    for m in &p.masking {
+        line(
+            "",
+            format!(
+                "{} on {}: {}",
+                m.id,
+                m.target,
+                policy_compiler::diff::mask_rule_text(m)
+            ),
+        );
+    }
     line(
         "revoked:",
         format!(
