@@ -82,6 +82,9 @@ impl Listener {
     }
 }
 
+/// The masker of one role set (`None`: nothing to mask for it).
+type MaskerFor = Option<Rc<crate::mask::Masker>>;
+
 /// A loaded policy, ready to decide requests for one target.
 pub struct Engine {
     pub target: Target,
@@ -93,6 +96,10 @@ pub struct Engine {
     /// Postgres targets: the backend credentials, or why they are missing.
     backend: Result<Backend, String>,
     sql_cache: RefCell<SqlCache>,
+    /// The HMAC key of `hash` masking (from the target's `mask_key_env`).
+    mask_key: Option<crate::mask::HashKey>,
+    /// Maskers by the caller's roles (a few role sets per policy).
+    maskers: RefCell<Vec<(Vec<String>, MaskerFor)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -172,6 +179,45 @@ impl Engine {
         if let (Protocol::Postgres, Err(e)) = (t.protocol, &backend) {
             return Err(format!("policy {}: {e}", short_digest(&b.digest)));
         }
+        let masking: Vec<&crate::policy::MaskRule> = b
+            .policy
+            .masking
+            .iter()
+            .filter(|r| r.target == t.name)
+            .collect();
+        if !masking.is_empty() && t.protocol != Protocol::Postgres {
+            // Fail closed: never serve a target whose responses the policy
+            // says to mask with a filter that does not mask them.
+            return Err(format!(
+                "policy {}: target `{}` ({}) has masking rules, but this filter masks PostgreSQL \
+                 results only so far; remove the masking rules of this target or route it \
+                 through a filter version that masks {} responses",
+                short_digest(&b.digest),
+                t.name,
+                t.protocol.as_str(),
+                t.protocol.as_str()
+            ));
+        }
+        let mask_key = match &t.mask_key_env {
+            None => None,
+            Some(var) => match env(var) {
+                Some(k) => Some(crate::mask::HashKey::new(k.into_bytes()).map_err(|e| {
+                    format!(
+                        "policy {}: mask key in `{var}`: {e}",
+                        short_digest(&b.digest)
+                    )
+                })?),
+                None => {
+                    return Err(format!(
+                        "policy {}: target `{}` takes its masking key from environment variable \
+                         `{var}`, which is not set in the Wasm VM (add it to \
+                         `vm_config.environment_variables`)",
+                        short_digest(&b.digest),
+                        t.name
+                    ))
+                }
+            },
+        };
         Ok(Engine {
             target: t,
             policy: b.policy,
@@ -180,6 +226,8 @@ impl Engine {
             cache: RefCell::new(TokenCache::new(TOKEN_CACHE_CAPACITY)),
             backend,
             sql_cache: RefCell::new(SqlCache::new(SQL_CACHE_CAPACITY)),
+            mask_key,
+            maskers: RefCell::new(Vec::new()),
         })
     }
 
@@ -264,6 +312,30 @@ impl Engine {
                 reason: format!("the SQL could not be parsed: {e}"),
             },
         }
+    }
+
+    /// The masker for a caller's roles on this target (`Ok(None)`: nothing
+    /// to mask), built once per role set.
+    pub fn masker(&self, roles: &[String]) -> Result<Option<Rc<crate::mask::Masker>>, String> {
+        if let Ok(cache) = self.maskers.try_borrow() {
+            if let Some((_, m)) = cache.iter().find(|(r, _)| r.as_slice() == roles) {
+                return Ok(m.clone());
+            }
+        }
+        let spec = crate::policy::mask_spec_for(&self.policy, &self.target.name, roles);
+        let masker = if spec.is_empty() {
+            None
+        } else {
+            let m = crate::mask::Masker::new(&spec, self.mask_key.as_ref())
+                .map_err(|e| format!("masking rules of target `{}`: {e}", self.target.name))?;
+            Some(Rc::new(m))
+        };
+        if let Ok(mut cache) = self.maskers.try_borrow_mut() {
+            if cache.len() < 64 {
+                cache.push((roles.to_vec(), masker.clone()));
+            }
+        }
+        Ok(masker)
     }
 
     /// `(hits, misses)` of the SQL classification cache.
@@ -358,9 +430,16 @@ impl Authority for WithNewest<'_> {
     fn decide_function_call(&self, who: &Identity, oid: u32) -> Decision {
         Authority::decide_function_call(self.engine, who, oid)
     }
+    fn masker(&self, who: &Identity) -> Result<Option<Rc<crate::mask::Masker>>, String> {
+        self.engine.masker(&who.roles)
+    }
 }
 
 impl Authority for Engine {
+    fn masker(&self, who: &Identity) -> Result<Option<Rc<crate::mask::Masker>>, String> {
+        Engine::masker(self, &who.roles)
+    }
+
     fn backend(&self) -> Result<&Backend, String> {
         if self.target.protocol != Protocol::Postgres {
             return Err(format!(

@@ -6,10 +6,17 @@ A session is open under policy v1. v2, which revokes its subject, is pushed
 refused within seconds, new connections for that subject are refused, and
 another identity working under load sees no failure at all. Then a corrupt
 policy is pushed: Envoy accepts the config, the filter refuses to load the
-blob and keeps the last good policy (v2) in force."""
+blob and keeps the last good policy (v2) in force.
+
+v1 and v2 are pushed with the real CLI (`pinhole push`: v1 from its compiled
+blob, v2 straight from YAML). `pinhole push` refuses a corrupt policy, so the
+corrupt push is written by ecds.py, bypassing the CLI as a broken pipeline
+or a hand edit would."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -22,7 +29,23 @@ import pg
 VM_ID = "pinhole-postgres-ecds"
 
 
-def _push(path: Path, version: str, artifacts, plugin_config: str) -> None:
+def _push(path: Path, version: str, artifacts, policy: Path) -> dict:
+    """`pinhole push POLICY --target orders-db ... --out PATH` (YAML or blob)."""
+    proc = subprocess.run(
+        [str(artifacts.pinhole), "push", str(policy), "--target", pg.TARGET, "--listener", "postgres",
+         "--wasm", str(artifacts.wasm), "--vm-id", VM_ID, "--version", version, "--out", str(path),
+         "--format", "json"],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"pinhole push failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    summary = json.loads(proc.stdout)
+    assert summary["version"] == version and summary["target"] == pg.TARGET, summary
+    # The password variable comes from the target's backend_password_env.
+    assert summary["env_keys"] == [pg.PASSWORD_ENV], summary
+    return summary
+
+
+def _push_raw(path: Path, version: str, artifacts, plugin_config: str) -> None:
+    """Write the ECDS file without the CLI (for content the CLI refuses)."""
     ecds.write(path, version, ecds.typed_extension_config(
         wasm=artifacts.wasm, plugin_config=plugin_config, vm_id=VM_ID, env_keys=[pg.PASSWORD_ENV]))
 
@@ -46,10 +69,9 @@ def test_revocation_reaches_open_sessions_without_a_restart(artifacts, workdir: 
         (d / name).write_bytes((workdir / name).read_bytes())
     (d / "v1.yaml").write_text(pg.policy_yaml(revoked_subject="mallory"))
     (d / "v2.yaml").write_text(pg.policy_yaml(revoked_subject="contractor-7"))
-    v1 = harness.compile_policy(artifacts.pinhole, d / "v1.yaml", d / "v1.bin")
-    v2 = harness.compile_policy(artifacts.pinhole, d / "v2.yaml", d / "v2.bin")
+    harness.compile_policy(artifacts.pinhole, d / "v1.yaml", d / "v1.bin")
     path = d / "pinhole-ecds.json"
-    _push(path, "1", artifacts, envoyctl.plugin_config(pg.TARGET, v1, listener="postgres"))
+    _push(path, "1", artifacts, d / "v1.bin")
     cfg = envoyctl.render(envoyctl.ROOT / "envoy" / "postgres-ecds.yaml", d / "envoy.yaml",
                           UPSTREAM_PORT=pg_cluster.port, ECDS_PATH=path)
     envoy = envoyctl.Envoy(cfg, d, name="ecds", env={pg.PASSWORD_ENV: pg_cluster.password}).start(timeout=60)
@@ -82,7 +104,7 @@ def test_revocation_reaches_open_sessions_without_a_restart(artifacts, workdir: 
         time.sleep(1.0)
 
         pushed = time.monotonic()
-        _push(path, "2", artifacts, envoyctl.plugin_config(pg.TARGET, v2, listener="postgres"))
+        _push(path, "2", artifacts, d / "v2.yaml")
         refused = None
         while time.monotonic() - pushed < 15:
             try:
@@ -102,8 +124,21 @@ def test_revocation_reaches_open_sessions_without_a_restart(artifacts, workdir: 
         r = pg.psql(port, "contractor-7", pg_tokens.analyst("contractor-7"), "SELECT 1")
         assert r.returncode != 0 and "revoked" in r.stderr, r.stderr
 
-        # A corrupt blob: Envoy takes the config, the filter keeps v2.
-        _push(path, "3", artifacts, envoyctl.plugin_config(pg.TARGET, "!!!not base64", listener="postgres"))
+        # `pinhole push` refuses a corrupt blob (exit 1) and leaves the ECDS file alone.
+        before = path.read_bytes()
+        broken = bytearray((d / "v1.bin").read_bytes())
+        broken[len(broken) // 2] ^= 0xFF
+        (d / "broken.bin").write_bytes(bytes(broken))
+        proc = subprocess.run(
+            [str(artifacts.pinhole), "push", str(d / "broken.bin"), "--target", pg.TARGET,
+             "--wasm", str(artifacts.wasm), "--out", str(path)],
+            capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and "digest mismatch" in proc.stderr, (proc.returncode, proc.stderr)
+        assert path.read_bytes() == before
+
+        # A corrupt blob written around the CLI: Envoy takes the config, the
+        # filter keeps v2.
+        _push_raw(path, "3", artifacts, envoyctl.plugin_config(pg.TARGET, "!!!not base64", listener="postgres"))
         _wait_updates(envoy, 3)
         deadline = time.monotonic() + 10
         while "keeping the last good policy" not in envoy.log_text() and time.monotonic() < deadline:

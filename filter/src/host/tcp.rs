@@ -30,6 +30,8 @@ pub(crate) struct Tcp {
     closed: bool,
     /// The connection is ending: flush every count.
     closing: bool,
+    /// The last allowed statement (a masked result is audited against it).
+    last_allowed: Option<(String, Decision)>,
     /// Where the newest configuration publishes its revocations.
     shared_key: String,
     newest: Option<Published>,
@@ -67,6 +69,7 @@ impl Tcp {
             source: None,
             closed: false,
             closing: false,
+            last_allowed: None,
             shared_key,
             newest: None,
             newest_cas: None,
@@ -105,13 +108,24 @@ impl Tcp {
                     reason: format!("token rejected: {reason}"),
                 };
                 let command = crate::audit::Command::mcp_method("login");
-                self.audit(engine, command, &refused);
+                self.audit(engine, command, &refused, 0);
             }
         }
         for e in self.session.take_events() {
             match e.level {
                 Level::Info => log::info!("{} conn={}", e.message, self.id),
                 Level::Warn => log::warn!("{} conn={}", e.message, self.id),
+            }
+        }
+        let masked = self.session.take_masked();
+        if masked > 0 {
+            if let Some(engine) = engine {
+                super::metrics::add(&crate::metrics::masked_values(&engine.target.name), masked);
+                // The rows of the last allowed statement were masked.
+                if let Some((sql, d)) = self.last_allowed.take() {
+                    self.audit(engine, crate::audit::Command::sql(&sql), &d, masked);
+                    self.last_allowed = Some((sql, d));
+                }
             }
         }
         let decisions = self.session.take_decisions();
@@ -122,12 +136,21 @@ impl Tcp {
         let source = self.source();
         for StatementDecision { sql, decision } in decisions {
             self.log_decision(engine, &source, &sql, &decision);
-            self.audit(engine, crate::audit::Command::sql(&sql), &decision);
+            self.audit(engine, crate::audit::Command::sql(&sql), &decision, 0);
+            if decision.allowed() {
+                self.last_allowed = Some((sql, decision));
+            }
         }
     }
 
     /// One audit event for a decision on this connection.
-    fn audit(&mut self, engine: &Engine, command: crate::audit::Command<'_>, d: &Decision) {
+    fn audit(
+        &mut self,
+        engine: &Engine,
+        command: crate::audit::Command<'_>,
+        d: &Decision,
+        masked: u64,
+    ) {
         let source = self.source();
         let conn = self.id.to_string();
         let mut event = crate::audit::AuditEvent::decided(
@@ -136,7 +159,7 @@ impl Tcp {
             engine.target.protocol,
             command,
             d,
-            0,
+            masked,
         );
         event.conn = Some(&conn);
         event.source = Some(&source);

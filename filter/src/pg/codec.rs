@@ -1476,3 +1476,12 @@ pub fn execute_view(frame: &[u8]) -> Option<&str> {
     let (portal, end) = cstr_at(frame, 5)?;
     (frame.len() == end + 4).then_some(portal)
 }
+
+/// `Describe` of a statement or portal.
+pub fn describe(kind: TargetKind, name: &str) -> Vec<u8> {
+    FrontendMessage::Describe {
+        kind,
+        name: name.to_owned(),
+    }
+    .encode()
+}

@@ -38,6 +38,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::rc::Rc;
+
+use crate::mask::Masker;
+use crate::mask::RowMasker;
 
 use crate::identity::{AuthError, Identity};
 use crate::pg::codec::{
@@ -131,6 +135,10 @@ pub trait Authority {
     fn decide_sql(&self, who: &Identity, sql: &str) -> Decision;
     /// Decide a fast-path FunctionCall.
     fn decide_function_call(&self, who: &Identity, oid: u32) -> Decision;
+    /// What to mask in this caller's results (`Ok(None)`: nothing).
+    fn masker(&self, _who: &Identity) -> Result<Option<Rc<Masker>>, String> {
+        Ok(None)
+    }
 }
 
 /// A log line for the operator.
@@ -290,6 +298,12 @@ pub struct Session {
     allowed_by_rule: Vec<(Option<String>, u64)>,
     /// Why the caller's token was refused, when it was.
     auth_failure: Option<&'static str>,
+    /// What to mask in this caller's results (set at login).
+    masker: Option<Rc<Masker>>,
+    /// How to mask the rows of the current result (from its RowDescription).
+    row_plan: Option<RowMasker>,
+    /// Values masked since the last [`Session::take_masked`].
+    masked: u64,
     /// Keep allowed decisions for [`Session::take_decisions`] too (else only
     /// refusals are kept).
     pub record_allowed: bool,
@@ -369,6 +383,9 @@ impl Session {
             allowed: 0,
             allowed_by_rule: Vec::new(),
             auth_failure: None,
+            masker: None,
+            row_plan: None,
+            masked: 0,
             record_allowed: false,
         }
     }
@@ -401,6 +418,11 @@ impl Session {
     /// Allowed statements per deciding rule since the last call.
     pub fn take_allowed(&mut self) -> Vec<(Option<String>, u64)> {
         std::mem::take(&mut self.allowed_by_rule)
+    }
+
+    /// Values masked since the last call.
+    pub fn take_masked(&mut self) -> u64 {
+        std::mem::take(&mut self.masked)
     }
 
     /// Why the caller's token was refused (once).
@@ -772,6 +794,9 @@ impl Session {
                 backend.target,
             ),
         );
+        self.masker = authority.masker(&who).map_err(|e| {
+            Fatal::new("08004", format!("the masking rules cannot be applied: {e}"))
+        })?;
         self.identity = Some(who);
         let password = || {
             backend.password.clone().ok_or_else(|| {
@@ -941,7 +966,17 @@ impl Session {
                         if matches!(other, Some(Prepared::Allowed { copy_in: true })) {
                             self.copy_in = true;
                             self.copy_client_open = true;
-                            self.copy_client_open = true;
+                        }
+                        if self.masker.is_some() {
+                            // Rows of an Execute come without a
+                            // RowDescription when the client described the
+                            // statement earlier (or never): ask for the
+                            // portal's, so its columns and formats are known.
+                            let mut out = codec::describe(TargetKind::Portal, portal);
+                            out.extend_from_slice(frame);
+                            self.push_expect(ExpectKind::Describe, true);
+                            self.push_expect(ExpectKind::Execute, false);
+                            return Ok(Some(out));
                         }
                         self.push_expect(ExpectKind::Execute, false);
                         Ok(None)
@@ -1319,6 +1354,33 @@ impl Session {
 
     fn server_ready(&mut self, frame: &[u8], out: &mut Vec<u8>) {
         let tag = frame.first().copied().unwrap_or(0);
+        if let Some(masker) = self.masker.clone() {
+            match self.mask_frame(&masker, tag, frame) {
+                Err(why) => {
+                    self.log(
+                        Level::Warn,
+                        format!(
+                            "pinhole: ending PostgreSQL session of {}: {why}",
+                            self.who()
+                        ),
+                    );
+                    self.auth = Auth::Doomed {
+                        error: Vec::new(),
+                        sent: true,
+                        poked: false,
+                    };
+                    out.extend(Fatal::new("42501", why).error());
+                    return;
+                }
+                Ok(Some(masked_row)) => {
+                    if self.track(tag) {
+                        out.extend(masked_row);
+                    }
+                    return;
+                }
+                Ok(None) => {}
+            }
+        }
         if let Some(why) = unsafe_parameter(frame) {
             // Defense in depth: the evaluator refuses statements that change
             // these settings; should one change anyway, nothing more runs.
@@ -1341,6 +1403,59 @@ impl Session {
             self.server_error(frame, out);
         } else if self.track(tag) {
             out.extend_from_slice(frame);
+        }
+    }
+
+    /// Masking: a RowDescription sets the plan of the rows that follow; a
+    /// DataRow is masked by it (`Ok(Some(row))`: forward `row` instead);
+    /// results that cannot be masked end the session (`Err`).
+    fn mask_frame(
+        &mut self,
+        masker: &Masker,
+        tag: u8,
+        frame: &[u8],
+    ) -> Result<Option<Vec<u8>>, String> {
+        match tag {
+            b'T' => {
+                if let Ok(Some((BackendMessage::RowDescription { fields }, _))) =
+                    codec::decode_backend(frame, BackendPhase::Normal)
+                {
+                    let plan = masker.row_masker(&fields, &());
+                    self.row_plan = (!plan.is_noop()).then_some(plan);
+                }
+                Ok(None)
+            }
+            b'D' => {
+                let Some(plan) = &self.row_plan else {
+                    return Ok(None);
+                };
+                let Ok(Some((BackendMessage::DataRow { mut values }, _))) =
+                    codec::decode_backend(frame, BackendPhase::Normal)
+                else {
+                    return Err("a result row could not be read for masking".into());
+                };
+                let formats = plan.description_formats().to_vec();
+                let n = plan
+                    .mask_data_row(&mut values, &formats)
+                    .map_err(|e| format!("a result value that must be masked could not be: {e}"))?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                self.masked += n as u64;
+                Ok(Some(BackendMessage::DataRow { values }.encode()))
+            }
+            b'H' | b'W' => Err(
+                "COPY … TO results cannot be masked; the masking rules for your roles refuse it".into(),
+            ),
+            b'V' => Err(
+                "fast-path function results cannot be masked; the masking rules for your roles refuse it"
+                    .into(),
+            ),
+            b'Z' => {
+                self.row_plan = None;
+                Ok(None)
+            }
+            _ => Ok(None),
         }
     }
 
@@ -1610,7 +1725,9 @@ impl Sink for BackSink<'_> {
             return Verdict::Whole;
         }
         let tag = tag.unwrap_or(0);
-        if tag == b'E' || tag == b'S' || self.s.answers_synthetic(tag) {
+        let masking =
+            self.s.masker.is_some() && matches!(tag, b'T' | b'D' | b'H' | b'W' | b'V' | b'Z');
+        if masking || tag == b'E' || tag == b'S' || self.s.answers_synthetic(tag) {
             return Verdict::Whole;
         }
         self.s.track(tag);

@@ -26,15 +26,9 @@ pub struct Args {
 
 pub fn run(a: &Args) -> Exit {
     // Usage problems first, before any work.
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => match policy_compiler::parse_source_date_epoch(&v) {
-            Ok(e) => Some(e),
-            Err(e) => return usage_error(e),
-        },
-        Err(std::env::VarError::NotPresent) => None,
-        Err(std::env::VarError::NotUnicode(_)) => {
-            return usage_error("SOURCE_DATE_EPOCH is not valid Unicode")
-        }
+    let epoch = match super::source_date_epoch() {
+        Ok(e) => e,
+        Err(e) => return e,
     };
     let loaded = match policy_compiler::load(&a.file) {
         Ok(l) => l,

@@ -9,6 +9,8 @@ mod compile;
 mod diff;
 mod explain;
 mod inspect;
+mod istio;
+mod push;
 mod test;
 
 /// Process exit codes. `Policy` (the input is wrong, a test failed) is
@@ -40,11 +42,12 @@ impl From<Exit> for std::process::ExitCode {
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success (policy valid, blob written, blob sound, all tests passed, explanation or diff
-     printed, audit chains verified)
+     printed, audit chains verified, configuration or manifest written)
   1  the policy has errors (or warnings, with --deny-warnings); a test failed or a test file is
-     invalid; inspect: the blob is corrupt; diff --exit-code: access may widen; audit verify:
-     tampering found
-  2  usage error: bad arguments, unreadable input, unwritable output, invalid SOURCE_DATE_EPOCH";
+     invalid; inspect, push, istio: the blob is corrupt; diff --exit-code: access may widen;
+     audit verify: tampering found
+  2  usage error: bad arguments (push, istio: also an unknown --target or a --listener that
+     does not fit it), unreadable input, unwritable output, invalid SOURCE_DATE_EPOCH";
 
 const ROOT_AFTER_HELP: &str = "\
 Examples:
@@ -56,6 +59,10 @@ Examples:
   pinhole diff old.yaml policy.yaml --exit-code
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) pinhole compile policy.yaml -o policy.blob
   pinhole inspect policy.blob
+  pinhole push policy.yaml --target orders-db --wasm /etc/envoy/pinhole_filter.wasm \\
+      --out /etc/envoy/pinhole-ecds.json
+  pinhole istio policy.yaml --target tools --namespace mcp --selector app=mcp-gateway \\
+      --wasm-url oci://registry.example/pinhole:0.1.0 --wasm-sha256 <hex> | kubectl apply -f -
   pinhole audit verify envoy.log.1 envoy.log
 
 Every command takes --format json (one JSON document on stdout). Diagnostics go to stderr as
@@ -63,24 +70,27 @@ FILE:LINE:COL: severity: message.
 
 Exit codes:
   0  success (policy valid, blob written, blob sound, all tests passed, explanation or diff
-     printed, audit chains verified)
+     printed, audit chains verified, configuration or manifest written)
   1  the policy has errors (or warnings, with --deny-warnings); a test failed or a test file is
-     invalid; inspect: the blob is corrupt; diff --exit-code: access may widen; audit verify:
-     tampering found
-  2  usage error: bad arguments, unreadable input, unwritable output, invalid SOURCE_DATE_EPOCH";
+     invalid; inspect, push, istio: the blob is corrupt; diff --exit-code: access may widen;
+     audit verify: tampering found
+  2  usage error: bad arguments (push, istio: also an unknown --target or a --listener that
+     does not fit it), unreadable input, unwritable output, invalid SOURCE_DATE_EPOCH";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "pinhole",
     version,
-    about = "Check, test, explain, diff, compile and inspect Pinhole least-privilege policies; verify audit logs",
-    long_about = "Check, test, explain, diff, compile and inspect Pinhole least-privilege policies.\n\n\
+    about = "Check, test, explain, diff, compile, inspect and push Pinhole least-privilege policies; verify audit logs",
+    long_about = "Check, test, explain, diff, compile, inspect and push Pinhole least-privilege policies.\n\n\
         A policy is a YAML file (language reference: docs/policy.md). `pinhole check` reports \
         every problem and lint at once as FILE:LINE:COL diagnostics; `pinhole test` runs policy \
         test files with the filter's own evaluator; `pinhole explain` traces one request; \
         `pinhole diff` states the access change between two policies; `pinhole compile` turns a \
         valid policy into the deterministic, integrity-checked blob the Envoy filter loads; \
-        `pinhole inspect` shows what a blob contains; `pinhole audit verify` checks the hash \
+        `pinhole inspect` shows what a blob contains; `pinhole push` writes the Envoy ECDS \
+        configuration that delivers a policy without a restart, `pinhole istio` the Istio \
+        WasmPlugin manifest (docs/deploying.md); `pinhole audit verify` checks the hash \
         chains of the filter's audit logs (format: docs/audit.md).",
     after_help = ROOT_AFTER_HELP,
     propagate_version = true
@@ -131,6 +141,23 @@ pub enum Command {
     /// summary.
     #[command(after_help = EXIT_CODES)]
     Inspect(inspect::Args),
+    /// Write the Envoy ECDS file that delivers a policy to a running Envoy (atomically).
+    ///
+    /// Takes a policy (YAML, compiled first, or a blob) and the target the filter protects;
+    /// writes a DiscoveryResponse with one TypedExtensionConfig: the Wasm filter (HTTP or
+    /// network, from the target's protocol), FAIL_CLOSED, its VM (code, vm_id, environment
+    /// variables) and the plugin configuration {"target", "policy", "listener"}. Envoy reloads
+    /// the file when it is replaced (envoy/postgres-ecds.yaml; docs/deploying.md).
+    #[command(after_help = EXIT_CODES, disable_version_flag = true)]
+    Push(Box<push::Args>),
+    /// Write an Istio WasmPlugin manifest (YAML) that rolls a policy out to a mesh's workloads.
+    ///
+    /// spec.pluginConfig carries {"target", "policy", "listener"}; spec.type (HTTP or NETWORK)
+    /// follows the target's protocol; failStrategy is FAIL_CLOSE; the target's password and
+    /// masking-key variables are passed from the proxy's environment (vmConfig.env, valueFrom
+    /// HOST). Fields and rollout: docs/deploying.md.
+    #[command(after_help = EXIT_CODES, disable_version_flag = true)]
+    Istio(Box<istio::Args>),
     /// Audit logs: `pinhole audit verify FILE...` checks their hash chains (docs/audit.md).
     #[command(after_help = audit::AUDIT_EXIT_CODES)]
     Audit(audit::Args),
@@ -154,7 +181,22 @@ pub fn run(cli: Cli) -> Exit {
         Command::Diff(a) => diff::run(&a),
         Command::Compile(a) => compile::run(&a),
         Command::Inspect(a) => inspect::run(&a),
+        Command::Push(a) => push::run(&a),
+        Command::Istio(a) => istio::run(&a),
         Command::Audit(a) => audit::run(&a),
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` (recorded in blobs), or the usage error it is.
+pub fn source_date_epoch() -> Result<Option<u64>, Exit> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => policy_compiler::parse_source_date_epoch(&v)
+            .map(Some)
+            .map_err(usage_error),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(usage_error("SOURCE_DATE_EPOCH is not valid Unicode"))
+        }
     }
 }
 

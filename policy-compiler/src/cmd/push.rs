@@ -192,11 +192,7 @@ pub fn prepare(a: &Source, format: Format) -> Result<Prepared, Exit> {
     }
     let mut env_keys: Vec<String> = Vec::new();
     let required = [&target.backend_password_env, &target.mask_key_env];
-    for k in required
-        .into_iter()
-        .flatten()
-        .chain(a.env_keys.iter())
-    {
+    for k in required.into_iter().flatten().chain(a.env_keys.iter()) {
         if !env_keys.contains(k) {
             env_keys.push(k.clone());
         }
@@ -292,6 +288,15 @@ pub fn write_out(out: &Path, text: &str) -> Result<(), Exit> {
         .map_err(|e| usage_error(format!("cannot write {}: {e}", out.display())))
 }
 
+/// `--out` as the summary names it.
+pub fn out_name(out: &Path) -> String {
+    if out.as_os_str() == "-" {
+        "stdout".into()
+    } else {
+        out.display().to_string()
+    }
+}
+
 /// Print the summary: on stdout, or on stderr when stdout carries the
 /// output itself (`--out -`).
 pub fn print_summary(out: &Path, format: Format, human: String, json: serde_json::Value) {
@@ -354,8 +359,8 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE")]
     pub out: PathBuf,
     /// Output format of the summary. `json` prints {"ok", "file", "name", "version",
-    /// "digest", "target", "listener", "bytes", "warnings"}. With `--out -` the summary goes
-    /// to stderr.
+    /// "digest", "target", "listener", "vm_id", "env_keys", "bytes", "warnings"}. With
+    /// `--out -` the summary goes to stderr.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
@@ -499,7 +504,7 @@ pub fn run(a: &Args) -> Exit {
         a.format,
         format!(
             "wrote {}: `{}` version {} for target `{}` ({} {filter}), policy sha256:{}, {} bytes",
-            a.out.display(),
+            out_name(&a.out),
             a.name,
             p.version,
             p.target,
