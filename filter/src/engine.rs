@@ -179,25 +179,6 @@ impl Engine {
         if let (Protocol::Postgres, Err(e)) = (t.protocol, &backend) {
             return Err(format!("policy {}: {e}", short_digest(&b.digest)));
         }
-        let masking: Vec<&crate::policy::MaskRule> = b
-            .policy
-            .masking
-            .iter()
-            .filter(|r| r.target == t.name)
-            .collect();
-        if !masking.is_empty() && t.protocol != Protocol::Postgres {
-            // Fail closed: never serve a target whose responses the policy
-            // says to mask with a filter that does not mask them.
-            return Err(format!(
-                "policy {}: target `{}` ({}) has masking rules, but this filter masks PostgreSQL \
-                 results only so far; remove the masking rules of this target or route it \
-                 through a filter version that masks {} responses",
-                short_digest(&b.digest),
-                t.name,
-                t.protocol.as_str(),
-                t.protocol.as_str()
-            ));
-        }
         let mask_key = match &t.mask_key_env {
             None => None,
             Some(var) => match env(var) {

@@ -65,7 +65,7 @@ fn check_valid_policy_exits_0_with_summary() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "policy.yaml: ok (2 issuers, 5 roles, 2 targets, 10 rules)\n"
+        "policy.yaml: ok (2 issuers, 5 roles, 2 targets, 10 rules, 2 masking rules)\n"
     );
     assert_eq!(stderr(&o), "");
 }

@@ -117,6 +117,18 @@ def build_server(name: str = "pinhole-e2e") -> MCPServer:
         return [{"id": 1042, "status": "late"}, {"id": 1043, "status": "shipped"}]
 
     @mcp.tool()
+    def customer_lookup(customer_id: int) -> dict[str, Any]:
+        """A customer record: personal data the policy may mask."""
+        _executed("customer_lookup", customer_id=customer_id)
+        return {
+            "id": customer_id,
+            "name": "Ada",
+            "email": "ada@example.test",
+            "note": "prefers mail to ada.lovelace@example.test",
+            "card": "4111 1111 1111 1111",
+        }
+
+    @mcp.tool()
     def whoami(ctx: Context) -> dict[str, str]:
         """Return the HTTP request headers this server received (lower-cased names)."""
         _executed("whoami")

@@ -39,6 +39,15 @@ pub(crate) struct Http {
     awaiting_body: bool,
     /// An MCP GET: filter list-shaped responses on its event stream.
     filter_get_stream: bool,
+    /// `x-request-id`, read in the headers callback (request headers are
+    /// not readable from later callbacks).
+    request_id: Option<String>,
+    /// The response callbacks have started.
+    responding: bool,
+    /// What to mask in this caller's responses (policy `masking:`).
+    masker: Option<Rc<crate::mask::Masker>>,
+    /// The last allowed call of this request, for the "masked" audit event.
+    last_call: Option<(String, Option<String>, Option<String>, Decision)>,
 }
 
 impl Http {
@@ -51,6 +60,10 @@ impl Http {
             response: ResponseMode::Pass,
             awaiting_body: false,
             filter_get_stream: false,
+            masker: None,
+            last_call: None,
+            request_id: None,
+            responding: false,
         }
     }
 
@@ -72,9 +85,24 @@ impl Http {
 
     /// One audit event (Envoy log + filter state `wasm.pinhole_audit`).
     fn audit(&self, engine: &Engine, who: Option<&Identity>, command: Command<'_>, d: &Decision) {
+        self.audit_event(engine, who, command, d, 0);
+    }
+
+    fn audit_masked(&self, engine: &Engine, command: Command<'_>, d: &Decision, masked: u64) {
+        self.audit_event(engine, self.identity.as_ref(), command, d, masked);
+    }
+
+    fn audit_event(
+        &self,
+        engine: &Engine,
+        who: Option<&Identity>,
+        command: Command<'_>,
+        d: &Decision,
+        masked: u64,
+    ) {
         let source = self.source();
         let conn = self.id.to_string();
-        let request = self.get_http_request_header("x-request-id");
+        let request = self.request_id.clone();
         let protocol = engine.target.protocol;
         let mut event = AuditEvent::decided(
             super::audit::now_ms(self),
@@ -82,14 +110,17 @@ impl Http {
             protocol,
             command,
             d,
-            0,
+            masked,
         );
         event.conn = Some(&conn);
         event.request = request.as_deref();
         event.source = Some(&source);
         event.identity = who.map(AuditIdentity::of);
         if let Some(line) = super::audit::emit(&event) {
-            self.set_property(vec!["pinhole_audit"], Some(line.as_bytes()));
+            if !self.responding {
+                // Filter state is written while the request is processed.
+                self.set_property(vec!["pinhole_audit"], Some(line.as_bytes()));
+            }
         }
     }
 
@@ -132,6 +163,7 @@ impl Http {
                 self.set_http_request_header(&name, None);
             }
         }
+        self.request_id = self.get_http_request_header("x-request-id");
         let auth = self.get_http_request_header("authorization");
         let who = match engine.authenticate(auth.as_deref(), now_secs(self)) {
             Ok(who) => who,
@@ -155,6 +187,15 @@ impl Http {
         }
         for (name, value) in engine.identity_headers(&who) {
             self.set_http_request_header(name, Some(&value));
+        }
+        match engine.masker(&who.roles) {
+            Ok(m) => self.masker = m,
+            Err(e) => return self.reply(engine::unavailable(&e)),
+        }
+        if self.masker.is_some() {
+            // Responses must be read to be masked: ask for them
+            // uncompressed (a compressed one is refused, never passed).
+            self.set_http_request_header("accept-encoding", None);
         }
         let method = self.get_http_request_header(":method").unwrap_or_default();
         // Decided here, before the identity is stored for the body and
@@ -249,6 +290,29 @@ impl Http {
             command.arguments_digest = d.arguments_digest.clone();
             self.audit(engine, Some(&who), command, &d.decision);
         }
+        if self.masker.is_some() {
+            // The calls' results are read and masked like list responses
+            // (their ids join the pending ones, so a result that cannot be
+            // masked is answered with an error for its id).
+            for d in verdict.decided.iter().filter(|d| d.decision.allowed()) {
+                self.last_call = Some((
+                    d.method.clone(),
+                    d.name.clone(),
+                    d.arguments_digest.clone(),
+                    d.decision.clone(),
+                ));
+            }
+        }
+        let call_ids: Vec<serde_json::Value> = if self.masker.is_some() {
+            verdict
+                .decided
+                .iter()
+                .filter(|d| d.decision.allowed())
+                .filter_map(|d| d.id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         if let Some(reason) = &verdict.reason {
             log::warn!(
                 "pinhole: MCP request answered by the filter target={} request={}: {reason}",
@@ -256,7 +320,13 @@ impl Http {
                 self.id
             );
         }
-        self.outcome(verdict.outcome)
+        let action = self.outcome(verdict.outcome);
+        for id in call_ids {
+            if !self.lists.iter().any(|(l, _)| *l == id) {
+                self.lists.push((id, ListKind::Tools));
+            }
+        }
+        action
     }
 
     fn outcome(&mut self, outcome: BodyOutcome) -> Action {
@@ -328,7 +398,8 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        if self.lists.is_empty() && !self.filter_get_stream {
+        self.responding = true;
+        if self.lists.is_empty() && !self.filter_get_stream && self.masker.is_none() {
             return Action::Continue;
         }
         let status = self.get_http_response_header(":status").unwrap_or_default();
@@ -350,8 +421,17 @@ impl HttpContext for Http {
             ))
         } else if ctype.starts_with("application/json") {
             ResponseMode::Json
+        } else if self.plain_http() {
+            ResponseMode::Refuse(format!(
+                "responses of this target must be masked for the caller, and pinhole masks JSON \
+                 bodies only; the upstream answered with content-type `{ctype}`"
+            ))
         } else if ctype.starts_with("text/event-stream") {
-            ResponseMode::Sse(Box::new(SseFilter::new(self.lists.clone())))
+            let filter = SseFilter::new(self.lists.clone());
+            ResponseMode::Sse(Box::new(match &self.masker {
+                Some(m) => filter.with_masker(Rc::clone(m)),
+                None => filter,
+            }))
         } else {
             ResponseMode::Refuse(format!(
                 "the upstream answered a list request with content-type `{ctype}`"
@@ -379,7 +459,7 @@ impl HttpContext for Http {
             return Action::Continue;
         }
         let loaded = self.loaded.clone();
-        let who = self.identity.take();
+        let who = self.identity.clone();
         // Fail closed: without a policy and an identity nothing is visible.
         let visible = |item: Item| match (&*loaded, &who) {
             (Loaded::Ready(engine), Some(who)) => engine.visible(who, item),
@@ -388,12 +468,41 @@ impl HttpContext for Http {
         let mode = std::mem::replace(&mut self.response, ResponseMode::Pass);
         let (next, action) = self.respond(mode, body_size, end_of_stream, &visible);
         self.response = next;
-        self.identity = who;
         action
     }
 }
 
 impl Http {
+    /// A plain-HTTP target (bodies are not JSON-RPC).
+    fn plain_http(&self) -> bool {
+        matches!(&*self.loaded, Loaded::Ready(e) if e.target.protocol == Protocol::Http)
+    }
+
+    /// `n` values were masked in this response: count and audit them.
+    fn masked(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let Loaded::Ready(engine) = &*self.loaded else {
+            return;
+        };
+        super::metrics::add(
+            &crate::metrics::masked_values(&engine.target.name),
+            n as u64,
+        );
+        if let Some((method, name, digest, d)) = &self.last_call {
+            let mut command = Command::mcp_method(method);
+            match method.as_str() {
+                "tools/call" => command.tool = name.as_deref(),
+                "prompts/get" => command.prompt = name.as_deref(),
+                m if m.starts_with("resources/") => command.resource = name.as_deref(),
+                _ => {}
+            }
+            command.arguments_digest = digest.clone();
+            self.audit_masked(engine, command, d, n as u64);
+        }
+    }
+
     fn respond(
         &self,
         mode: ResponseMode,
@@ -413,6 +522,7 @@ impl Http {
                     .unwrap_or_default();
                 match filter.push(&chunk, end_of_stream, visible) {
                     Ok(out) => {
+                        self.masked(filter.take_masked());
                         self.set_http_response_body(0, body_size, &out);
                         (ResponseMode::Sse(filter), Action::Continue)
                     }
@@ -436,9 +546,21 @@ impl Http {
                 let body = self
                     .get_http_response_body(0, body_size)
                     .unwrap_or_default();
-                match mcp::filter_json_response(&body, &self.lists, visible) {
-                    Ok(Some(new_body)) => self.set_http_response_body(0, body_size, &new_body),
-                    Ok(None) => {}
+                let filtered = match (&self.masker, self.plain_http()) {
+                    (Some(m), true) => mcp::mask_json_body(&body, m),
+                    _ => mcp::filter_json_response_masked(
+                        &body,
+                        &self.lists,
+                        visible,
+                        self.masker.as_deref(),
+                    ),
+                };
+                match filtered {
+                    Ok((Some(new_body), n)) => {
+                        self.masked(n);
+                        self.set_http_response_body(0, body_size, &new_body)
+                    }
+                    Ok((None, _)) => {}
                     Err(e) => {
                         // The status line is gone already: the body becomes
                         // JSON-RPC errors for the pending list requests.

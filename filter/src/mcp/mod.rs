@@ -105,7 +105,10 @@ pub use request::{
     protocol_error_reply, Body, BodyOutcome, Class, Decided, ErrorData, InvalidParams, ListKind,
     Message, RpcError, Verdict,
 };
-pub use response::{filter_json_response, refused_json_response, response_refused_error, Visible};
+pub use response::{
+    filter_json_response, filter_json_response_masked, mask_json_body, refused_json_response,
+    response_refused_error, Visible,
+};
 pub use sse::{sse_error_event, SseFilter};
 
 /// Largest POST body decoded (bigger → -32700).

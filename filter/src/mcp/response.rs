@@ -43,6 +43,20 @@ pub fn filter_json_response(
     lists: &[(Value, ListKind)],
     visible: Visible,
 ) -> Result<Option<Vec<u8>>, McpError> {
+    filter_json_response_masked(body, lists, visible, None).map(|(b, _)| b)
+}
+
+/// [`filter_json_response`], then `masker` applied to every message's
+/// `result` (MCP tool and resource results: structured content and JSON
+/// text content by field path, detectors everywhere) and `error`. Returns
+/// the new body (if changed) and the number of values masked. A result that
+/// must be masked but cannot be is an `Err` (refuse the response).
+pub fn filter_json_response_masked(
+    body: &[u8],
+    lists: &[(Value, ListKind)],
+    visible: Visible,
+    masker: Option<&crate::mask::Masker>,
+) -> Result<(Option<Vec<u8>>, usize), McpError> {
     if body.len() > MAX_RESPONSE_BYTES {
         return Err(McpError::Response(format!(
             "response of {} bytes exceeds the {MAX_RESPONSE_BYTES}-byte limit",
@@ -55,9 +69,38 @@ pub fn filter_json_response(
             e.valid_up_to()
         ))
     })?;
-    Ok(filter_text(text, lists, visible)?
-        .text
-        .map(String::into_bytes))
+    let f = filter_text(text, lists, visible, masker)?;
+    Ok((f.text.map(String::into_bytes), f.masked))
+}
+
+/// A plain HTTP JSON body masked as a whole (field paths rooted at the
+/// body, detectors everywhere). `Err` when it must be masked but is not
+/// strict JSON (refuse it).
+pub fn mask_json_body(
+    body: &[u8],
+    masker: &crate::mask::Masker,
+) -> Result<(Option<Vec<u8>>, usize), McpError> {
+    if body.len() > MAX_RESPONSE_BYTES {
+        return Err(McpError::Response(format!(
+            "response of {} bytes exceeds the {MAX_RESPONSE_BYTES}-byte limit",
+            body.len()
+        )));
+    }
+    let text = std::str::from_utf8(body).map_err(|e| {
+        McpError::Response(format!(
+            "response is not valid UTF-8 (byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let mut value = parse_strict(text, MAX_RESPONSE_DEPTH)
+        .map_err(|e| McpError::Response(format!("malformed JSON: {e}")))?;
+    let n = masker.mask_json(&mut value).map_err(|e| {
+        McpError::Response(format!("a value that must be masked could not be: {e}"))
+    })?;
+    if n == 0 {
+        return Ok((None, 0));
+    }
+    Ok((Some(value.to_string().into_bytes()), n))
 }
 
 /// The outcome of filtering one JSON text.
@@ -67,6 +110,8 @@ pub(crate) struct Filtered {
     pub text: Option<String>,
     /// Indexes into `lists` of the pending requests this text answered.
     pub answered: Vec<usize>,
+    /// Values masked.
+    pub masked: usize,
 }
 
 /// Which entries of one list array survive.
@@ -78,6 +123,49 @@ struct Edit {
 }
 
 pub(crate) fn filter_text(
+    text: &str,
+    lists: &[(Value, ListKind)],
+    visible: Visible,
+    masker: Option<&crate::mask::Masker>,
+) -> Result<Filtered, McpError> {
+    let mut f = filter_lists(text, lists, visible)?;
+    let Some(masker) = masker else {
+        return Ok(f);
+    };
+    let current = f.text.as_deref().unwrap_or(text);
+    let mut value = parse_strict(current, MAX_RESPONSE_DEPTH)
+        .map_err(|e| McpError::Response(format!("malformed JSON: {e}")))?;
+    let mask_err = |e: crate::mask::MaskError| {
+        McpError::Response(format!("a value that must be masked could not be: {e}"))
+    };
+    let mut masked = 0usize;
+    let mut one = |msg: &mut Value| -> Result<(), McpError> {
+        if let Value::Object(obj) = msg {
+            if let Some(result) = obj.get_mut("result") {
+                masked += masker.mask_mcp_result(result).map_err(mask_err)?;
+            }
+            if let Some(error) = obj.get_mut("error") {
+                masked += masker.scan_json(error).map_err(mask_err)?;
+            }
+        }
+        Ok(())
+    };
+    match &mut value {
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                one(item)?;
+            }
+        }
+        other => one(other)?,
+    }
+    if masked > 0 {
+        f.text = Some(value.to_string());
+        f.masked = masked;
+    }
+    Ok(f)
+}
+
+fn filter_lists(
     text: &str,
     lists: &[(Value, ListKind)],
     visible: Visible,
@@ -101,11 +189,13 @@ pub(crate) fn filter_text(
         return Ok(Filtered {
             text: None,
             answered,
+            masked: 0,
         });
     }
     Ok(Filtered {
         text: Some(splice(text, &edits)?),
         answered,
+        masked: 0,
     })
 }
 

@@ -51,6 +51,10 @@ pub struct SseFilter {
     failed: bool,
     /// Largest incomplete event held ([`MAX_SSE_EVENT_BYTES`]).
     max_event: usize,
+    /// Masks results on their way (see [`super::filter_json_response_masked`]).
+    masker: Option<std::rc::Rc<crate::mask::Masker>>,
+    /// Values masked since the last [`SseFilter::take_masked`].
+    masked: usize,
 }
 
 impl SseFilter {
@@ -70,7 +74,20 @@ impl SseFilter {
             at_start: true,
             failed: false,
             max_event,
+            masker: None,
+            masked: 0,
         }
+    }
+
+    /// Mask every event's results with `masker` too.
+    pub fn with_masker(mut self, masker: std::rc::Rc<crate::mask::Masker>) -> SseFilter {
+        self.masker = Some(masker);
+        self
+    }
+
+    /// Values masked since the last call.
+    pub fn take_masked(&mut self) -> usize {
+        std::mem::take(&mut self.masked)
     }
 
     #[cfg(test)]
@@ -224,8 +241,9 @@ impl SseFilter {
             out.extend_from_slice(event);
             return Ok(());
         }
-        let filtered = filter_text(&text, &self.lists, visible)
+        let filtered = filter_text(&text, &self.lists, visible, self.masker.as_deref())
             .map_err(|e| McpError::Sse(format!("event data: {e}")))?;
+        self.masked += filtered.masked;
         for i in filtered.answered {
             if let Some(a) = self.answered.get_mut(i) {
                 *a = true;
