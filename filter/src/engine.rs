@@ -46,6 +46,66 @@ pub struct PluginConfig {
     /// filter knows its kind even when the policy fails to load.
     #[serde(default)]
     pub listener: Listener,
+    /// Where audit events go besides Envoy's log (optional).
+    #[serde(default)]
+    pub audit: Option<AuditSink>,
+}
+
+/// The HTTP audit sink: events are batched per worker and POSTed as JSON
+/// lines to an Envoy cluster (any collector that accepts HTTP JSON).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSink {
+    /// The Envoy cluster of the collector.
+    pub cluster: String,
+    /// Request path (default `/`).
+    #[serde(default = "default_audit_path")]
+    pub path: String,
+    /// `:authority` of the POST (default: the cluster name).
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Events held per worker while the collector is slow or down (bytes;
+    /// default 1 MiB). Beyond it events are dropped and counted
+    /// (`pinhole.audit_dropped`), or — in strict mode — new commands are
+    /// refused.
+    #[serde(default = "default_audit_buffer")]
+    pub buffer_bytes: usize,
+    /// Largest batch per POST (bytes; default 64 KiB).
+    #[serde(default = "default_audit_batch")]
+    pub batch_bytes: usize,
+    /// How often a worker sends what it holds (ms; default 1000).
+    #[serde(default = "default_audit_flush")]
+    pub flush_ms: u64,
+    /// Refuse new commands when events cannot be delivered and the buffer
+    /// is full, instead of running them unaudited.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+fn default_audit_path() -> String {
+    "/".into()
+}
+fn default_audit_buffer() -> usize {
+    1024 * 1024
+}
+fn default_audit_batch() -> usize {
+    64 * 1024
+}
+fn default_audit_flush() -> u64 {
+    1000
+}
+
+/// The audit sink named by a plugin configuration, even one whose policy
+/// does not load.
+pub fn audit_sink_of_config(bytes: &[u8]) -> Option<AuditSink> {
+    #[derive(Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        audit: Option<AuditSink>,
+    }
+    serde_json::from_slice::<Peek>(bytes)
+        .ok()
+        .and_then(|p| p.audit)
 }
 
 /// The kind of Envoy filter an instance runs as.
@@ -383,6 +443,19 @@ impl Engine {
 pub struct WithNewest<'a> {
     pub engine: &'a Engine,
     pub newest: Option<&'a Published>,
+    /// Strict audit mode with a full buffer: every command is refused.
+    pub audit_full: bool,
+}
+
+/// The refusal while strict audit mode cannot record more events.
+pub fn audit_full_decision() -> Decision {
+    Decision {
+        effect: Effect::Deny,
+        rule: None,
+        reason: "the audit trail cannot take more events (strict mode): commands are refused \
+                 until the audit collector catches up"
+            .into(),
+    }
 }
 
 impl Authority for WithNewest<'_> {
@@ -406,9 +479,15 @@ impl Authority for WithNewest<'_> {
         }
     }
     fn decide_sql(&self, who: &Identity, sql: &str) -> Decision {
+        if self.audit_full {
+            return audit_full_decision();
+        }
         self.engine.decide_sql(who, sql)
     }
     fn decide_function_call(&self, who: &Identity, oid: u32) -> Decision {
+        if self.audit_full {
+            return audit_full_decision();
+        }
         Authority::decide_function_call(self.engine, who, oid)
     }
     fn masker(&self, who: &Identity) -> Result<Option<Rc<crate::mask::Masker>>, String> {

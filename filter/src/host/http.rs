@@ -164,6 +164,14 @@ impl Http {
             }
         }
         self.request_id = self.get_http_request_header("x-request-id");
+        if !super::audit::admits() {
+            log::warn!(
+                "pinhole: request refused: the audit buffer is full (strict mode) target={} request={}",
+                engine.target.name,
+                self.id
+            );
+            return self.reply(engine::unavailable(&engine::audit_full_decision().reason));
+        }
         let auth = self.get_http_request_header("authorization");
         let who = match engine.authenticate(auth.as_deref(), now_secs(self)) {
             Ok(who) => who,

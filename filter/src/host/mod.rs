@@ -52,12 +52,28 @@ struct Root {
     listener: Listener,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
+        let status = self
+            .get_http_call_response_header(":status")
+            .and_then(|s| s.parse::<u32>().ok());
+        audit::delivered(token, status);
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let cfg = self.get_plugin_configuration().unwrap_or_default();
         self.listener = Listener::of_config(&cfg);
+        if let Some(period) = audit::configure(engine::audit_sink_of_config(&cfg)) {
+            self.set_tick_period(period);
+        }
         let plugin = self
             .get_property(vec!["plugin_name"])
             .and_then(|b| String::from_utf8(b).ok())
@@ -106,6 +122,10 @@ impl RootContext for Root {
         // Always accept the configuration: a bad policy must not take the
         // listener down, it must refuse traffic with a clear error.
         true
+    }
+
+    fn on_tick(&mut self) {
+        audit::flush(self);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -305,6 +305,7 @@ impl StreamContext for Tcp {
                 let authority = WithNewest {
                     engine: engine.as_ref(),
                     newest: self.newest.as_ref(),
+                    audit_full: !super::audit::admits(),
                 };
                 (
                     self.session.on_downstream(&data, &authority, now),
