@@ -139,3 +139,47 @@ def test_strict_mode_refuses_commands_it_cannot_audit(world, blob, tokens) -> No
     assert refused is not None, "strict mode never refused while the collector was down"
     assert "audit" in refused.text, refused.text
     assert served >= 1, "the first commands (room in the buffer) must run"
+
+
+MASKING = """
+  - id: analysts-look-up-customers
+    allow:
+      roles: [analyst]
+      target: tools
+      mcp:
+        tools: [customer_lookup]
+
+masking:
+  - id: hide-customer-data
+    target: tools
+    fields: ["**.email"]
+    detectors: [email]
+    strategy: redact
+"""
+
+
+async def _lookup(url: str, token: str) -> None:
+    async with harness.mcp_session(url, token) as client:
+        await client.call_tool("customer_lookup", {"customer_id": 1})
+
+
+def test_masked_results_reach_the_collector(world, tokens, artifacts) -> None:
+    policy = world.workdir / "policy-audit-masking.yaml"
+    policy.write_text(harness.policy_yaml() + MASKING)
+    masked_blob = harness.compile_policy(artifacts.pinhole, policy, world.workdir / "policy-audit-masking.bin")
+    collector = Collector()
+    try:
+        envoy = _envoy(world, masked_blob, "audit-sink-masked",
+                       {"cluster": "audit_sink", "path": "/events", "flush_ms": 200}, collector.port)
+        anyio.run(_lookup, envoy.listen_url + "/mcp", tokens.analyst("alice"))
+        deadline = time.monotonic() + 10
+        masked: list[dict] = []
+        while time.monotonic() < deadline and not masked:
+            masked = [e for e in collector.events() if e["decision"] == "masked"]
+            time.sleep(0.1)
+        assert masked, collector.events()
+        e = masked[-1]
+        assert e["command"]["tool"] == "customer_lookup" and e["masked"] >= 2, e
+        assert e["identity"]["subject"] == "alice" and e["rule"] == "analysts-look-up-customers", e
+    finally:
+        collector.close()
