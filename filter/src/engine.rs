@@ -524,19 +524,10 @@ impl Authority for Engine {
     }
 
     fn decide_function_call(&self, who: &Identity, oid: u32) -> Decision {
-        let statement = StatementInfo {
-            kind: StatementKind::FunctionCall,
-            reads: Vec::new(),
-            writes: Vec::new(),
-            functions: Vec::new(),
-            dml_kinds: Vec::new(),
-            has_where: true,
-            copy_program: false,
-            copy_file: false,
-            inner: None,
-            settings: Vec::new(),
-            text: format!("<fast-path call of function oid {oid}>"),
-        };
+        let statement = StatementInfo::new(
+            StatementKind::FunctionCall,
+            format!("<fast-path call of function oid {oid}>"),
+        );
         eval::evaluate(
             &self.policy,
             &who.roles,

@@ -57,20 +57,25 @@ pub fn filter_json_response_masked(
     visible: Visible,
     masker: Option<&crate::mask::Masker>,
 ) -> Result<(Option<Vec<u8>>, usize), McpError> {
+    let text = response_text(body)?;
+    let f = filter_text(text, lists, visible, masker)?;
+    Ok((f.text.map(String::into_bytes), f.masked))
+}
+
+/// A response body as text, within the size cap.
+fn response_text(body: &[u8]) -> Result<&str, McpError> {
     if body.len() > MAX_RESPONSE_BYTES {
         return Err(McpError::Response(format!(
             "response of {} bytes exceeds the {MAX_RESPONSE_BYTES}-byte limit",
             body.len()
         )));
     }
-    let text = std::str::from_utf8(body).map_err(|e| {
+    std::str::from_utf8(body).map_err(|e| {
         McpError::Response(format!(
             "response is not valid UTF-8 (byte {})",
             e.valid_up_to()
         ))
-    })?;
-    let f = filter_text(text, lists, visible, masker)?;
-    Ok((f.text.map(String::into_bytes), f.masked))
+    })
 }
 
 /// A plain HTTP JSON body masked as a whole (field paths rooted at the
@@ -80,18 +85,7 @@ pub fn mask_json_body(
     body: &[u8],
     masker: &crate::mask::Masker,
 ) -> Result<(Option<Vec<u8>>, usize), McpError> {
-    if body.len() > MAX_RESPONSE_BYTES {
-        return Err(McpError::Response(format!(
-            "response of {} bytes exceeds the {MAX_RESPONSE_BYTES}-byte limit",
-            body.len()
-        )));
-    }
-    let text = std::str::from_utf8(body).map_err(|e| {
-        McpError::Response(format!(
-            "response is not valid UTF-8 (byte {})",
-            e.valid_up_to()
-        ))
-    })?;
+    let text = response_text(body)?;
     let mut value = parse_strict(text, MAX_RESPONSE_DEPTH)
         .map_err(|e| McpError::Response(format!("malformed JSON: {e}")))?;
     let n = masker.mask_json(&mut value).map_err(|e| {

@@ -1133,6 +1133,26 @@ impl Session {
         }
     }
 
+    /// End the session from a server read: log, and hand the client `f`
+    /// (returned: the bytes that replace the server's message); the
+    /// server is told to end at the client's next message.
+    fn end_from_server(&mut self, f: Fatal) -> Vec<u8> {
+        self.log(
+            Level::Warn,
+            format!(
+                "pinhole: ending PostgreSQL session of {}: {}",
+                self.who(),
+                f.message
+            ),
+        );
+        self.auth = Auth::Doomed {
+            error: Vec::new(),
+            sent: true,
+            poked: false,
+        };
+        f.error()
+    }
+
     /// A whole server message: `None` to forward it unchanged.
     fn server_message(
         &mut self,
@@ -1169,22 +1189,7 @@ impl Session {
         match self.server_frame(frame, &mut out, authority, now) {
             Ok(()) if out == frame => None,
             Ok(()) => Some(out),
-            Err(f) => {
-                self.log(
-                    Level::Warn,
-                    format!(
-                        "pinhole: ending PostgreSQL session of {}: {}",
-                        self.who(),
-                        f.message
-                    ),
-                );
-                self.auth = Auth::Doomed {
-                    error: Vec::new(),
-                    sent: true,
-                    poked: false,
-                };
-                Some(f.error())
-            }
+            Err(f) => Some(self.end_from_server(f)),
         }
     }
 
@@ -1357,19 +1362,7 @@ impl Session {
         if let Some(masker) = self.masker.clone() {
             match self.mask_frame(&masker, tag, frame) {
                 Err(why) => {
-                    self.log(
-                        Level::Warn,
-                        format!(
-                            "pinhole: ending PostgreSQL session of {}: {why}",
-                            self.who()
-                        ),
-                    );
-                    self.auth = Auth::Doomed {
-                        error: Vec::new(),
-                        sent: true,
-                        poked: false,
-                    };
-                    out.extend(Fatal::new("42501", why).error());
+                    out.extend(self.end_from_server(Fatal::new("42501", why)));
                     return;
                 }
                 Ok(Some(masked_row)) => {
@@ -1384,19 +1377,7 @@ impl Session {
         if let Some(why) = unsafe_parameter(frame) {
             // Defense in depth: the evaluator refuses statements that change
             // these settings; should one change anyway, nothing more runs.
-            self.log(
-                Level::Warn,
-                format!(
-                    "pinhole: ending PostgreSQL session of {}: {why}",
-                    self.who()
-                ),
-            );
-            self.auth = Auth::Doomed {
-                error: Vec::new(),
-                sent: true,
-                poked: false,
-            };
-            out.extend(Fatal::new("08004", why).error());
+            out.extend(self.end_from_server(Fatal::new("08004", why)));
             return;
         }
         if tag == b'E' {

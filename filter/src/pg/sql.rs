@@ -227,7 +227,9 @@ pub struct StatementInfo {
 }
 
 impl StatementInfo {
-    fn new(kind: StatementKind, text: String) -> Self {
+    /// A statement of `kind` touching nothing (the classifier fills in the
+    /// rest).
+    pub fn new(kind: StatementKind, text: String) -> Self {
         StatementInfo {
             kind,
             reads: Vec::new(),
