@@ -49,6 +49,10 @@ pub struct PluginConfig {
     /// Where audit events go besides Envoy's log (optional).
     #[serde(default)]
     pub audit: Option<AuditSink>,
+    /// The policy publisher's Ed25519 public key, base64 (optional). When
+    /// set, only blobs signed with it load (docs/policy.md §13).
+    #[serde(default)]
+    pub publisher_key: Option<String>,
 }
 
 /// The HTTP audit sink: events are batched per worker and POSTed as JSON
@@ -191,6 +195,11 @@ impl Engine {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(cfg.policy.trim().as_bytes())
             .map_err(|e| format!("plugin configuration `policy` is not valid base64: {e}"))?;
+        if let Some(key) = &cfg.publisher_key {
+            let pk = blob::public_key_from_base64(key)
+                .map_err(|e| format!("plugin configuration `publisher_key` {e}"))?;
+            blob::verify(&raw, &pk).map_err(|e| e.to_string())?;
+        }
         let engine = Engine::from_blob_with_env(&raw, &cfg.target, &|k| std::env::var(k).ok())?;
         let want = match cfg.listener {
             Listener::Http => "an http or mcp",

@@ -13,7 +13,8 @@
 //! - [`scenario`] decides one identity's request with the filter's own
 //!   identity, MCP and evaluator code; [`suite`] parses and runs policy test
 //!   files on it, [`junit`] reports them, [`explain`] renders one run;
-//! - [`diff`] states the access change between two compiled policies.
+//! - [`diff`] states the access change between two compiled policies;
+//! - [`signing`] reads and makes the Ed25519 keys that sign blobs.
 //!
 //! Every subcommand starts from [`load`]: it returns the policy together
 //! with every diagnostic.
@@ -39,6 +40,7 @@ pub mod fields;
 pub mod junit;
 pub mod lint;
 pub mod scenario;
+pub mod signing;
 pub mod suggest;
 pub mod suite;
 pub mod yaml;

@@ -9,6 +9,9 @@
 //! 12     4     payload length N, big endian
 //! 16     32    SHA-256 of the payload
 //! 48     N     payload: UTF-8 JSON {"meta": Meta, "policy": Policy}
+//! 48+N   8     signed blobs only (flag bit 1): key id, the first 8 bytes
+//!              of SHA-256 of the signer's 32-byte Ed25519 public key
+//! 56+N   64    signed blobs only: Ed25519 signature
 //! ```
 //!
 //! The payload is canonical: struct fields in declaration order, lists in
@@ -24,8 +27,17 @@
 //! - [`FLAG_MASKING`] (bit 0): the policy has masking rules. A filter
 //!   that predates masking would otherwise drop them (its model ignores the
 //!   unknown `masking` key) and return clear values.
+//! - [`FLAG_SIGNED`] (bit 1): a 72-byte signature trailer follows the
+//!   payload. The signature is Ed25519 over [`SIGNATURE_CONTEXT`] ‖ the
+//!   48-byte header (flags included, and the payload's SHA-256) ‖ the key id,
+//!   so it covers the whole blob. Signing changes neither the payload nor
+//!   the digest. A filter configured with a publisher key
+//!   (`publisher_key`) loads only blobs that verify with it ([`verify`]);
+//!   without one, a signed blob loads like an unsigned one (still decoded
+//!   strictly: the trailer must be exactly 72 bytes).
 //!
-//! Other bits are reserved (signatures).
+//! Other bits are reserved. An unsigned blob has no trailer: its bytes are
+//! exactly what they were before signatures existed.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -36,9 +48,20 @@ pub const MAGIC: &[u8; 8] = b"PINHOLE\0";
 pub const FORMAT_VERSION: u16 = 1;
 /// Header flag: the policy carries masking rules.
 pub const FLAG_MASKING: u16 = 0x0001;
+/// Header flag: an Ed25519 signature trailer follows the payload.
+pub const FLAG_SIGNED: u16 = 0x0002;
 /// Every flag this filter understands.
-pub const KNOWN_FLAGS: u16 = FLAG_MASKING;
+pub const KNOWN_FLAGS: u16 = FLAG_MASKING | FLAG_SIGNED;
 const HEADER_LEN: usize = 48;
+/// Key id: the first bytes of SHA-256 of the signer's public key.
+pub const KEY_ID_LEN: usize = 8;
+/// An Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+/// The trailer of a signed blob: key id, then signature.
+pub const TRAILER_LEN: usize = KEY_ID_LEN + SIGNATURE_LEN;
+/// What a blob signature signs starts with this (domain separation: a
+/// blob signature cannot be mistaken for a signature over anything else).
+pub const SIGNATURE_CONTEXT: &[u8] = b"pinhole policy blob signature v1\0";
 /// Refuse absurd payloads before allocating.
 pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 
@@ -68,6 +91,25 @@ pub struct Blob {
     /// Hex SHA-256 of the payload: the policy's identity in logs.
     pub digest: String,
     pub format_version: u16,
+    /// The signature trailer of a signed blob, not verified by [`decode`]
+    /// (see [`verify`]).
+    pub signature: Option<BlobSignature>,
+}
+
+/// The signature trailer of a signed blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobSignature {
+    /// The first 8 bytes of SHA-256 of the signer's public key.
+    pub key_id: [u8; KEY_ID_LEN],
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+impl BlobSignature {
+    /// The key id as 16 hex digits (as `pinhole inspect` and the filter's
+    /// log show it).
+    pub fn key_id_hex(&self) -> String {
+        hex(&self.key_id)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -92,6 +134,14 @@ pub enum BlobError {
     Payload(String),
     #[error("policy blob is inconsistent: {0}")]
     Invalid(String),
+    #[error("policy blob is already signed (key id {0}); sign the unsigned blob instead")]
+    AlreadySigned(String),
+    #[error("policy blob is not signed, but a signature by publisher key {expected} is required (`publisher_key`); sign it with `pinhole compile --sign-key`")]
+    Unsigned { expected: String },
+    #[error("policy blob is signed by key {found}, but a signature by publisher key {expected} is required (`publisher_key`)")]
+    WrongKey { found: String, expected: String },
+    #[error("policy blob signature by key {0} does not verify: the blob was altered after it was signed, or the signature is forged")]
+    BadSignature(String),
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -150,8 +200,19 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(a))
 }
 
-/// Decode and verify a blob. Never panics, whatever the input.
-pub fn decode(bytes: &[u8]) -> Result<Blob, BlobError> {
+/// A blob's framing, checked: header, lengths, digest, trailer.
+struct Frame<'a> {
+    version: u16,
+    flags: u16,
+    /// The 48-byte header.
+    header: &'a [u8],
+    payload: &'a [u8],
+    digest: String,
+    signature: Option<BlobSignature>,
+}
+
+/// Check everything but the payload's content. Never panics.
+fn frame(bytes: &[u8]) -> Result<Frame<'_>, BlobError> {
     if bytes.is_empty() {
         return Err(BlobError::Empty);
     }
@@ -181,20 +242,58 @@ pub fn decode(bytes: &[u8]) -> Result<Blob, BlobError> {
     if declared > MAX_PAYLOAD {
         return Err(BlobError::TooLarge(declared));
     }
-    let payload = bytes.get(HEADER_LEN..).unwrap_or_default();
-    if payload.len() != declared {
-        return Err(BlobError::LengthMismatch {
-            declared,
-            actual: payload.len(),
-        });
-    }
+    let header = bytes.get(..HEADER_LEN).unwrap_or_default();
+    let rest = bytes.get(HEADER_LEN..).unwrap_or_default();
+    // A signed blob ends with the trailer; an unsigned one with the payload.
+    let trailer_len = if flags & FLAG_SIGNED != 0 {
+        TRAILER_LEN
+    } else {
+        0
+    };
+    let (payload, trailer) = match rest.len().checked_sub(trailer_len) {
+        Some(n) if n == declared => rest.split_at_checked(n).unwrap_or_default(),
+        other => {
+            return Err(BlobError::LengthMismatch {
+                declared,
+                actual: other.unwrap_or(0),
+            })
+        }
+    };
     let digest = Sha256::digest(payload);
     if bytes.get(16..48) != Some(AsRef::<[u8]>::as_ref(&digest)) {
         return Err(BlobError::DigestMismatch);
     }
+    let signature = if trailer.is_empty() {
+        None
+    } else {
+        let (id, sig) = trailer.split_at_checked(KEY_ID_LEN).unwrap_or_default();
+        Some(BlobSignature {
+            key_id: id
+                .try_into()
+                .map_err(|_| BlobError::TooShort(bytes.len()))?,
+            signature: sig
+                .try_into()
+                .map_err(|_| BlobError::TooShort(bytes.len()))?,
+        })
+    };
+    Ok(Frame {
+        version,
+        flags,
+        header,
+        payload,
+        digest: hex(&digest),
+        signature,
+    })
+}
+
+/// Decode and verify a blob (integrity, not authenticity: a signature is
+/// decoded but checked only by [`verify`]). Never panics, whatever the input.
+pub fn decode(bytes: &[u8]) -> Result<Blob, BlobError> {
+    let f = frame(bytes)?;
     let p: Payload =
-        serde_json::from_slice(payload).map_err(|e| BlobError::Payload(e.to_string()))?;
+        serde_json::from_slice(f.payload).map_err(|e| BlobError::Payload(e.to_string()))?;
     validate(&p.policy)?;
+    let flags = f.flags & !FLAG_SIGNED;
     if flags != flags_for(&p.policy) {
         return Err(BlobError::Invalid(format!(
             "header flags {flags:#06x} do not match the policy (expected {:#06x})",
@@ -204,9 +303,107 @@ pub fn decode(bytes: &[u8]) -> Result<Blob, BlobError> {
     Ok(Blob {
         meta: p.meta,
         policy: p.policy,
-        digest: hex(&digest),
-        format_version: version,
+        digest: f.digest,
+        format_version: f.version,
+        signature: f.signature,
     })
+}
+
+/// The key id of an Ed25519 public key: the first 8 bytes of its SHA-256.
+pub fn key_id(pk: &ed25519_compact::PublicKey) -> [u8; KEY_ID_LEN] {
+    let d = Sha256::digest(pk.as_slice());
+    let mut id = [0u8; KEY_ID_LEN];
+    for (o, b) in id.iter_mut().zip(d.iter()) {
+        *o = *b;
+    }
+    id
+}
+
+/// What a signature signs: context, header (with [`FLAG_SIGNED`] set), key id.
+fn signed_message(header: &[u8], key_id: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIGNATURE_CONTEXT.len() + HEADER_LEN + KEY_ID_LEN);
+    m.extend_from_slice(SIGNATURE_CONTEXT);
+    m.extend_from_slice(header);
+    m.extend_from_slice(key_id);
+    m
+}
+
+/// Sign an unsigned blob: set [`FLAG_SIGNED`] and append the key id and the
+/// Ed25519 signature. Deterministic: the same blob and key always give the
+/// same bytes.
+pub fn sign(bytes: &[u8], key: &ed25519_compact::KeyPair) -> Result<Vec<u8>, BlobError> {
+    let f = frame(bytes)?;
+    if let Some(s) = f.signature {
+        return Err(BlobError::AlreadySigned(s.key_id_hex()));
+    }
+    let mut out = bytes.to_vec();
+    let flags = (f.flags | FLAG_SIGNED).to_be_bytes();
+    if let Some(slot) = out.get_mut(10..12) {
+        slot.copy_from_slice(&flags);
+    }
+    let id = key_id(&key.pk);
+    let sig = key.sk.sign(
+        signed_message(out.get(..HEADER_LEN).unwrap_or_default(), &id),
+        None,
+    );
+    out.extend_from_slice(&id);
+    out.extend_from_slice(sig.as_ref());
+    Ok(out)
+}
+
+/// Check that a blob is signed by `publisher`: framing and digest as
+/// [`decode`] checks them, then the key id and the signature. Returns the
+/// verified signature.
+pub fn verify(
+    bytes: &[u8],
+    publisher: &ed25519_compact::PublicKey,
+) -> Result<BlobSignature, BlobError> {
+    let f = frame(bytes)?;
+    let expected = key_id(publisher);
+    let Some(s) = f.signature else {
+        return Err(BlobError::Unsigned {
+            expected: hex(&expected),
+        });
+    };
+    if s.key_id != expected {
+        return Err(BlobError::WrongKey {
+            found: s.key_id_hex(),
+            expected: hex(&expected),
+        });
+    }
+    publisher
+        .verify(
+            signed_message(f.header, &s.key_id),
+            &ed25519_compact::Signature::new(s.signature),
+        )
+        .map_err(|_| BlobError::BadSignature(s.key_id_hex()))?;
+    Ok(s)
+}
+
+/// An Ed25519 public key from its base64 text (standard alphabet, 32
+/// bytes: `publisher_key`, the `.pub` file of `pinhole keygen`). The error
+/// is the end of a sentence ("… is not …").
+pub fn public_key_from_base64(text: &str) -> Result<ed25519_compact::PublicKey, String> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(text.trim().as_bytes())
+        .map_err(|e| format!("is not valid base64 ({e}); it must be the base64 of a 32-byte Ed25519 public key, as `pinhole keygen` writes it to KEY.pub"))?;
+    let pk = ed25519_compact::PublicKey::from_slice(&raw).map_err(|_| {
+        format!(
+            "is {} bytes long; an Ed25519 public key is 32 bytes (base64, as `pinhole keygen` writes it to KEY.pub)",
+            raw.len()
+        )
+    })?;
+    pk.validate()
+        .map_err(|e| format!("is not a usable Ed25519 public key ({e})"))?;
+    Ok(pk)
+}
+
+/// The base64 text of a public key (the inverse of
+/// [`public_key_from_base64`]).
+pub fn public_key_base64(pk: &ed25519_compact::PublicKey) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(pk.as_slice())
 }
 
 /// Structural checks that must hold for any policy the filter runs. The
@@ -587,6 +784,175 @@ mod tests {
             Err(BlobError::UnknownFlags(0x8000))
         );
         Ok(())
+    }
+
+    fn keypair(n: u8) -> ed25519_compact::KeyPair {
+        ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([n; 32]))
+    }
+
+    #[test]
+    fn signing_is_deterministic_and_keeps_the_payload() -> Result<(), BlobError> {
+        let unsigned = encode(&sample(), &meta())?;
+        // Unsigned blobs carry no trailer and no signed flag.
+        assert_eq!(unsigned.len(), 48 + be32(&unsigned, 12).unwrap() as usize);
+        assert_eq!(unsigned[10..12], [0, 0]);
+        assert_eq!(decode(&unsigned)?.signature, None);
+        let kp = keypair(1);
+        let signed = sign(&unsigned, &kp)?;
+        assert_eq!(
+            signed,
+            sign(&unsigned, &kp)?,
+            "same blob and key, same bytes"
+        );
+        assert_ne!(signed, sign(&unsigned, &keypair(2))?);
+        assert_eq!(signed.len(), unsigned.len() + TRAILER_LEN);
+        assert_eq!(signed[10..12], FLAG_SIGNED.to_be_bytes());
+        // Only the flags differ in the header; the payload is untouched.
+        assert_eq!(signed[..10], unsigned[..10]);
+        assert_eq!(signed[12..unsigned.len()], unsigned[12..]);
+        let id = key_id(&kp.pk);
+        assert_eq!(signed[unsigned.len()..unsigned.len() + 8], id);
+        let b = decode(&signed)?;
+        let u = decode(&unsigned)?;
+        assert_eq!(
+            (&b.policy, &b.meta, &b.digest),
+            (&u.policy, &u.meta, &u.digest)
+        );
+        let sig = b.signature.unwrap();
+        assert_eq!(sig.key_id, id);
+        assert_eq!(sig.key_id_hex().len(), 16);
+        assert_eq!(verify(&signed, &kp.pk)?, sig);
+        // A masking policy keeps its flag next to the signed one.
+        let masked = sign(&encode(&with_masking(), &meta())?, &kp)?;
+        assert_eq!(masked[10..12], (FLAG_MASKING | FLAG_SIGNED).to_be_bytes());
+        assert_eq!(decode(&masked)?.policy, with_masking());
+        verify(&masked, &kp.pk)?;
+        // Signing twice is refused.
+        assert_eq!(
+            sign(&signed, &keypair(2)),
+            Err(BlobError::AlreadySigned(sig.key_id_hex()))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn unsigned_and_wrongly_signed_blobs_do_not_verify() -> Result<(), BlobError> {
+        let unsigned = encode(&sample(), &meta())?;
+        let (a, b) = (keypair(1), keypair(2));
+        let signed = sign(&unsigned, &a)?;
+        let ida = hex(&key_id(&a.pk));
+        let idb = hex(&key_id(&b.pk));
+        assert_eq!(
+            verify(&unsigned, &a.pk),
+            Err(BlobError::Unsigned {
+                expected: ida.clone()
+            })
+        );
+        assert_eq!(
+            verify(&signed, &b.pk),
+            Err(BlobError::WrongKey {
+                found: ida.clone(),
+                expected: idb.clone()
+            })
+        );
+        // B's signature relabelled with A's key id.
+        let by_b = sign(&unsigned, &b)?;
+        let mut forged = signed.clone();
+        let n = unsigned.len();
+        forged[n + 8..].copy_from_slice(&by_b[n + 8..]);
+        assert_eq!(
+            verify(&forged, &a.pk),
+            Err(BlobError::BadSignature(ida.clone()))
+        );
+        // Every signature byte, flipped: refused by `verify`; `decode` (no
+        // publisher key) still loads the blob.
+        for i in n + 8..signed.len() {
+            let mut c = signed.clone();
+            c[i] ^= 0x01;
+            assert_eq!(
+                verify(&c, &a.pk),
+                Err(BlobError::BadSignature(ida.clone())),
+                "byte {i}"
+            );
+            assert!(decode(&c).is_ok());
+        }
+        // A key id byte flipped: another key.
+        for i in n..n + 8 {
+            let mut c = signed.clone();
+            c[i] ^= 0x80;
+            assert!(
+                matches!(verify(&c, &a.pk), Err(BlobError::WrongKey { .. })),
+                "byte {i}"
+            );
+        }
+        // A payload byte flipped: the digest catches it first…
+        let mut c = signed.clone();
+        c[60] ^= 0x20;
+        assert_eq!(verify(&c, &a.pk), Err(BlobError::DigestMismatch));
+        // …and a payload changed with its digest recomputed: the signature.
+        let mut payload = signed[48..n].to_vec();
+        let at = payload.len() - 3;
+        payload[at] = b' ';
+        let mut c = reframe(FLAG_SIGNED, &payload);
+        c.extend_from_slice(&signed[n..]);
+        assert_eq!(verify(&c, &a.pk), Err(BlobError::BadSignature(ida.clone())));
+        // A header flag added (masking): the signature covers the header.
+        let mut c = signed.clone();
+        c[11] |= FLAG_MASKING as u8;
+        assert_eq!(verify(&c, &a.pk), Err(BlobError::BadSignature(ida)));
+        Ok(())
+    }
+
+    #[test]
+    fn signed_blobs_are_decoded_strictly() -> Result<(), BlobError> {
+        let unsigned = encode(&sample(), &meta())?;
+        let signed = sign(&unsigned, &keypair(1))?;
+        // Trailing bytes on an unsigned blob, a trailer too short or too
+        // long, or the signed flag removed: all refused.
+        let mut padded = unsigned.clone();
+        padded.extend_from_slice(&signed[unsigned.len()..]);
+        assert!(matches!(
+            decode(&padded),
+            Err(BlobError::LengthMismatch { .. })
+        ));
+        let mut longer = signed.clone();
+        longer.push(0);
+        assert!(matches!(
+            decode(&longer),
+            Err(BlobError::LengthMismatch { .. })
+        ));
+        let mut cleared = signed.clone();
+        cleared[11] &= !(FLAG_SIGNED as u8);
+        assert!(matches!(
+            decode(&cleared),
+            Err(BlobError::LengthMismatch { .. })
+        ));
+        for n in 0..signed.len() {
+            assert!(decode(&signed[..n]).is_err(), "{n} bytes");
+            assert!(verify(&signed[..n], &keypair(1).pk).is_err(), "{n} bytes");
+        }
+        // Flags beyond the known ones are still refused.
+        let mut c = signed.clone();
+        c[10] |= 0x80;
+        assert_eq!(decode(&c), Err(BlobError::UnknownFlags(0x8000)));
+        Ok(())
+    }
+
+    #[test]
+    fn public_keys_from_base64() {
+        let pk = keypair(7).pk;
+        let text = public_key_base64(&pk);
+        assert_eq!(text.len(), 44);
+        assert_eq!(public_key_from_base64(&format!(" {text}\n")), Ok(pk));
+        for bad in [
+            "",
+            "!!!",
+            "aGVsbG8=",
+            "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ] {
+            let e = public_key_from_base64(bad).unwrap_err();
+            assert!(e.starts_with("is "), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use pinhole_filter::policy::blob;
 
-use super::{diagnostics_json, report, usage_error, Exit, Format};
+use super::{diagnostics_json, report, sign_key, usage_error, Exit, Format};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,9 +17,14 @@ pub struct Args {
     /// Treat warnings as errors (exit 1 and write nothing when there are any).
     #[arg(long)]
     pub deny_warnings: bool,
+    /// Sign the blob with this Ed25519 private key (PEM, from `pinhole keygen`). Signing is
+    /// deterministic: the same policy and key always give the same bytes. A filter configured
+    /// with the matching `publisher_key` loads only blobs signed with it.
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
     /// Output format. `json` prints {"file", "ok", "errors", "warnings", "diagnostics",
-    /// "output", "size", "digest"} on stdout (`output`, `size`, `digest` are null when
-    /// nothing was written).
+    /// "output", "size", "digest", "signed_by"} on stdout (`output`, `size`, `digest` are null
+    /// when nothing was written; `signed_by` is the key id, or null).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
@@ -30,6 +35,13 @@ pub fn run(a: &Args) -> Exit {
         Ok(e) => e,
         Err(e) => return e,
     };
+    let key = match sign_key(a.sign_key.as_deref()) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    let signed_by = key
+        .as_ref()
+        .map(|k| policy_compiler::signing::key_id_hex(&k.pk));
     let loaded = match policy_compiler::load(&a.file) {
         Ok(l) => l,
         Err(e) => return usage_error(format!("cannot read {}: {e}", a.file.display())),
@@ -45,6 +57,7 @@ pub fn run(a: &Args) -> Exit {
             "output": written.map(|_| a.output.display().to_string()),
             "size": written.map(|(s, _)| s),
             "digest": written.map(|(_, d)| d.to_owned()),
+            "signed_by": written.and(signed_by.clone()),
         })
     };
     let acceptable = c.error_count() == 0 && !(a.deny_warnings && c.warning_count() > 0);
@@ -60,13 +73,24 @@ pub fn run(a: &Args) -> Exit {
     let Some(policy) = &loaded.compiled.policy else {
         return Exit::Policy;
     };
-    let bytes = match policy_compiler::encode(&loaded, policy, epoch) {
+    let mut bytes = match policy_compiler::encode(&loaded, policy, epoch) {
         Ok(b) => b,
         Err(e) => return usage_error(format!("cannot encode the blob: {e}")),
     };
-    // Read back what we are about to write: the blob must load in the filter.
-    let digest = match blob::decode(&bytes) {
-        Ok(b) => b.digest,
+    if let Some(k) = &key {
+        bytes = match blob::sign(&bytes, k) {
+            Ok(b) => b,
+            Err(e) => return usage_error(format!("cannot sign the blob: {e}")),
+        };
+    }
+    // Read back what we are about to write: the blob must load in the filter
+    // (and, signed, verify with the key's public half).
+    let checked = blob::decode(&bytes).and_then(|b| match &key {
+        Some(k) => blob::verify(&bytes, &k.pk).map(|_| b.digest),
+        None => Ok(b.digest),
+    });
+    let digest = match checked {
+        Ok(d) => d,
         Err(e) => {
             return usage_error(format!(
                 "internal error: the encoded blob does not decode: {e}"
@@ -79,9 +103,13 @@ pub fn run(a: &Args) -> Exit {
     match a.format {
         Format::Json => println!("{}", json_doc(true, Some((bytes.len(), &digest)))),
         Format::Human => println!(
-            "wrote {} ({} bytes, digest {digest})",
+            "wrote {} ({} bytes, digest {digest}{})",
             a.output.display(),
-            bytes.len()
+            bytes.len(),
+            signed_by
+                .as_ref()
+                .map(|id| format!(", signed by key {id}"))
+                .unwrap_or_default()
         ),
     }
     Exit::Ok

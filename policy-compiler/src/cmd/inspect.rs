@@ -12,13 +12,26 @@ use super::{usage_error, Exit, Format};
 pub struct Args {
     /// A blob written by `pinhole compile`.
     pub blob: PathBuf,
-    /// Output format. `json` prints {"format_version", "digest", "size", "meta", "policy"}
-    /// with the whole decoded policy on stdout.
+    /// Check that the blob is signed by this Ed25519 public key (its base64 text, or a file
+    /// holding it such as KEY.pub of `pinhole keygen`, or a PEM public key), as a filter with
+    /// this `publisher_key` would. Exit 1 when it is unsigned or not signed by that key.
+    #[arg(long, value_name = "PUB")]
+    pub verify_key: Option<String>,
+    /// Output format. `json` prints {"format_version", "digest", "size", "signature", "meta",
+    /// "policy"} with the whole decoded policy on stdout; `signature` is null (unsigned) or
+    /// {"algorithm": "Ed25519", "key_id", "verified"}.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
 
 pub fn run(a: &Args) -> Exit {
+    let publisher = match a.verify_key.as_deref() {
+        Some(k) => match policy_compiler::signing::load_public_key("--verify-key", k) {
+            Ok(pk) => Some(pk),
+            Err(e) => return usage_error(e),
+        },
+        None => None,
+    };
     let bytes = match std::fs::read(&a.blob) {
         Ok(b) => b,
         Err(e) => return usage_error(format!("cannot read {}: {e}", a.blob.display())),
@@ -30,23 +43,35 @@ pub fn run(a: &Args) -> Exit {
             return Exit::Policy;
         }
     };
+    if let Some(pk) = &publisher {
+        if let Err(e) = blob::verify(&bytes, pk) {
+            eprintln!("{}: error: {e}", a.blob.display());
+            return Exit::Policy;
+        }
+    }
+    let verified = publisher.is_some();
     match a.format {
         Format::Json => {
             let doc = serde_json::json!({
                 "format_version": b.format_version,
                 "digest": b.digest,
                 "size": bytes.len(),
+                "signature": b.signature.map(|s| serde_json::json!({
+                    "algorithm": "Ed25519",
+                    "key_id": s.key_id_hex(),
+                    "verified": verified,
+                })),
                 "meta": b.meta,
                 "policy": b.policy,
             });
             println!("{doc}");
         }
-        Format::Human => print!("{}", human(&a.blob, bytes.len(), &b)),
+        Format::Human => print!("{}", human(&a.blob, bytes.len(), &b, verified)),
     }
     Exit::Ok
 }
 
-fn human(path: &std::path::Path, size: usize, b: &Blob) -> String {
+fn human(path: &std::path::Path, size: usize, b: &Blob, verified: bool) -> String {
     let p: &Policy = &b.policy;
     let mut out = String::new();
     let mut line = |k: &str, v: String| {
@@ -55,6 +80,20 @@ fn human(path: &std::path::Path, size: usize, b: &Blob) -> String {
     line("blob:", format!("{} ({size} bytes)", path.display()));
     line("format version:", b.format_version.to_string());
     line("digest:", format!("sha256:{}", b.digest));
+    line(
+        "signature:",
+        match (&b.signature, verified) {
+            (None, _) => "none (unsigned)".into(),
+            (Some(s), true) => format!(
+                "Ed25519, key id {}, verified with --verify-key",
+                s.key_id_hex()
+            ),
+            (Some(s), false) => format!(
+                "Ed25519, key id {} (not checked: give --verify-key PUB)",
+                s.key_id_hex()
+            ),
+        },
+    );
     line("compiler:", b.meta.compiler.clone());
     line("source sha256:", b.meta.source_sha256.clone());
     line(

@@ -6,7 +6,8 @@
 //! Istio hands `spec.pluginConfig` to the plugin as a `StringValue` holding
 //! the struct serialised as JSON (pilot's `buildPluginConfig`), so a
 //! `pluginConfig` of `{target, policy, listener}` reaches the filter as the
-//! same JSON `pinhole push` writes.
+//! same JSON `pinhole push` writes (with `publisher_key` when the policy is
+//! signed and a publisher key is given).
 
 use std::path::PathBuf;
 
@@ -128,8 +129,8 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE", default_value = "-")]
     pub out: PathBuf,
     /// Output format of the summary. `json` prints {"ok", "file", "name", "namespace",
-    /// "version", "digest", "target", "listener", "type", "bytes", "warnings"}. With `--out -`
-    /// the summary goes to stderr.
+    /// "version", "digest", "target", "listener", "type", "bytes", "warnings",
+    /// "publisher_key", "signed_by"}. With `--out -` the summary goes to stderr.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
@@ -281,15 +282,23 @@ pub fn run(a: &Args) -> Exit {
             .collect();
         insert(&mut spec, "vmConfig", map([("env", Yaml::Array(env))]));
     }
-    insert(
-        &mut spec,
-        "pluginConfig",
-        map([
-            ("target", s(&p.target)),
-            ("listener", s(p.listener.as_str())),
-            ("policy", s(&p.policy_base64())),
-        ]),
-    );
+    let mut plugin_config = map([
+        ("target", s(&p.target)),
+        ("listener", s(p.listener.as_str())),
+        ("policy", s(&p.policy_base64())),
+    ]);
+    if let Some(k) = &p.publisher_key {
+        insert(&mut plugin_config, "publisher_key", s(k));
+    }
+    insert(&mut spec, "pluginConfig", plugin_config);
+    let mut annotations = map([
+        ("pinhole/target", s(&p.target)),
+        ("pinhole/policy-digest", s(&format!("sha256:{}", p.digest))),
+        ("pinhole/version", s(&p.version)),
+    ]);
+    if let Some(id) = &p.signed_by {
+        insert(&mut annotations, "pinhole/signed-by", s(id));
+    }
     let doc = map([
         ("apiVersion", s(API_VERSION)),
         ("kind", s("WasmPlugin")),
@@ -302,14 +311,7 @@ pub fn run(a: &Args) -> Exit {
                     "labels",
                     map([("app.kubernetes.io/managed-by", s("pinhole"))]),
                 ),
-                (
-                    "annotations",
-                    map([
-                        ("pinhole/target", s(&p.target)),
-                        ("pinhole/policy-digest", s(&format!("sha256:{}", p.digest))),
-                        ("pinhole/version", s(&p.version)),
-                    ]),
-                ),
+                ("annotations", annotations),
             ]),
         ),
         ("spec", spec),
@@ -332,13 +334,14 @@ pub fn run(a: &Args) -> Exit {
         &a.out,
         a.format,
         format!(
-            "wrote {}: WasmPlugin {}/{name} ({plugin_type}, phase {}) version {} for target `{}`, policy sha256:{}, {} bytes",
+            "wrote {}: WasmPlugin {}/{name} ({plugin_type}, phase {}) version {} for target `{}`, policy sha256:{}{}, {} bytes",
             super::push::out_name(&a.out),
             a.namespace,
             a.phase.as_str(),
             p.version,
             p.target,
             p.digest,
+            p.signature_note(),
             text.len()
         ),
         serde_json::json!({
@@ -353,6 +356,8 @@ pub fn run(a: &Args) -> Exit {
             "type": plugin_type,
             "bytes": text.len(),
             "warnings": p.warnings,
+            "publisher_key": p.publisher_key,
+            "signed_by": p.signed_by,
         }),
     );
     Exit::Ok

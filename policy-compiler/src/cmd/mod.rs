@@ -10,6 +10,7 @@ mod diff;
 mod explain;
 mod inspect;
 mod istio;
+mod keygen;
 mod push;
 mod test;
 
@@ -44,10 +45,11 @@ Exit codes:
   0  success (policy valid, blob written, blob sound, all tests passed, explanation or diff
      printed, audit chains verified, configuration or manifest written)
   1  the policy has errors (or warnings, with --deny-warnings); a test failed or a test file is
-     invalid; inspect, push, istio: the blob is corrupt; diff --exit-code: access may widen;
-     audit verify: tampering found
+     invalid; inspect, push, istio: the blob is corrupt, or its signature does not verify with
+     --verify-key / --publisher-key; diff --exit-code: access may widen; audit verify: tampering
+     found
   2  usage error: bad arguments (push, istio: also an unknown --target or a --listener that
-     does not fit it), unreadable input, unwritable output, invalid SOURCE_DATE_EPOCH";
+     does not fit it), unreadable input or key, unwritable output, invalid SOURCE_DATE_EPOCH";
 
 const ROOT_AFTER_HELP: &str = "\
 Examples:
@@ -58,9 +60,11 @@ Examples:
       --target tools --tool deploy --arguments '{\"environment\":\"staging\"}'
   pinhole diff old.yaml policy.yaml --exit-code
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) pinhole compile policy.yaml -o policy.blob
-  pinhole inspect policy.blob
-  pinhole push policy.yaml --target orders-db --wasm /etc/envoy/pinhole_filter.wasm \\
-      --out /etc/envoy/pinhole-ecds.json
+  pinhole keygen --out publisher.key            # publisher.key (secret) + publisher.key.pub
+  pinhole compile policy.yaml -o policy.blob --sign-key publisher.key
+  pinhole inspect policy.blob --verify-key publisher.key.pub
+  pinhole push policy.blob --target orders-db --wasm /etc/envoy/pinhole_filter.wasm \\
+      --publisher-key publisher.key.pub --out /etc/envoy/pinhole-ecds.json
   pinhole istio policy.yaml --target tools --namespace mcp --selector app=mcp-gateway \\
       --wasm-url oci://registry.example/pinhole:0.1.0 --wasm-sha256 <hex> | kubectl apply -f -
   pinhole audit verify envoy.log.1 envoy.log
@@ -72,10 +76,11 @@ Exit codes:
   0  success (policy valid, blob written, blob sound, all tests passed, explanation or diff
      printed, audit chains verified, configuration or manifest written)
   1  the policy has errors (or warnings, with --deny-warnings); a test failed or a test file is
-     invalid; inspect, push, istio: the blob is corrupt; diff --exit-code: access may widen;
-     audit verify: tampering found
+     invalid; inspect, push, istio: the blob is corrupt, or its signature does not verify with
+     --verify-key / --publisher-key; diff --exit-code: access may widen; audit verify: tampering
+     found
   2  usage error: bad arguments (push, istio: also an unknown --target or a --listener that
-     does not fit it), unreadable input, unwritable output, invalid SOURCE_DATE_EPOCH";
+     does not fit it), unreadable input or key, unwritable output, invalid SOURCE_DATE_EPOCH";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -87,8 +92,9 @@ Exit codes:
         every problem and lint at once as FILE:LINE:COL diagnostics; `pinhole test` runs policy \
         test files with the filter's own evaluator; `pinhole explain` traces one request; \
         `pinhole diff` states the access change between two policies; `pinhole compile` turns a \
-        valid policy into the deterministic, integrity-checked blob the Envoy filter loads; \
-        `pinhole inspect` shows what a blob contains; `pinhole push` writes the Envoy ECDS \
+        valid policy into the deterministic, integrity-checked blob the Envoy filter loads, \
+        signed with --sign-key (a key from `pinhole keygen`); \
+        `pinhole inspect` shows what a blob contains and who signed it; `pinhole push` writes the Envoy ECDS \
         configuration that delivers a policy without a restart, `pinhole istio` the Istio \
         WasmPlugin manifest (docs/deploying.md); `pinhole audit verify` checks the hash \
         chains of the filter's audit logs (format: docs/audit.md).",
@@ -137,22 +143,35 @@ pub enum Command {
     /// metadata; nothing else about the build environment is.
     #[command(after_help = EXIT_CODES)]
     Compile(compile::Args),
-    /// Verify a compiled blob and print its format version, digest, metadata and contents
-    /// summary.
+    /// Verify a compiled blob and print its format version, digest, signature, metadata and
+    /// contents summary.
+    ///
+    /// A signed blob shows its key id; --verify-key PUB checks the signature (exit 1 when the
+    /// blob is unsigned or not signed by that key).
     #[command(after_help = EXIT_CODES)]
     Inspect(inspect::Args),
+    /// Make an Ed25519 key pair for signing blobs: KEY (private, PEM, mode 0600) and KEY.pub.
+    ///
+    /// Sign with `--sign-key KEY` (compile, push, istio); give KEY.pub's base64 text to the
+    /// filter as `publisher_key` (`--publisher-key` of push and istio) so it refuses policies
+    /// not signed with KEY. An OpenSSL key works too: `openssl genpkey -algorithm ed25519`.
+    #[command(after_help = EXIT_CODES)]
+    Keygen(keygen::Args),
     /// Write the Envoy ECDS file that delivers a policy to a running Envoy (atomically).
     ///
     /// Takes a policy (YAML, compiled first, or a blob) and the target the filter protects;
     /// writes a DiscoveryResponse with one TypedExtensionConfig: the Wasm filter (HTTP or
     /// network, from the target's protocol), FAIL_CLOSED, its VM (code, vm_id, environment
-    /// variables) and the plugin configuration {"target", "policy", "listener"}. Envoy reloads
-    /// the file when it is replaced (envoy/postgres-ecds.yaml; docs/deploying.md).
+    /// variables) and the plugin configuration {"target", "policy", "listener"} (and
+    /// "publisher_key" with --publisher-key or --sign-key: the filter then loads only policies
+    /// signed with that key). Envoy reloads the file when it is replaced
+    /// (envoy/postgres-ecds.yaml; docs/deploying.md).
     #[command(after_help = EXIT_CODES, disable_version_flag = true)]
     Push(Box<push::Args>),
     /// Write an Istio WasmPlugin manifest (YAML) that rolls a policy out to a mesh's workloads.
     ///
-    /// spec.pluginConfig carries {"target", "policy", "listener"}; spec.type (HTTP or NETWORK)
+    /// spec.pluginConfig carries {"target", "policy", "listener"} (and "publisher_key" with
+    /// --publisher-key or --sign-key); spec.type (HTTP or NETWORK)
     /// follows the target's protocol; failStrategy is FAIL_CLOSE; the target's password and
     /// masking-key variables are passed from the proxy's environment (vmConfig.env, valueFrom
     /// HOST). Fields and rollout: docs/deploying.md.
@@ -181,6 +200,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Diff(a) => diff::run(&a),
         Command::Compile(a) => compile::run(&a),
         Command::Inspect(a) => inspect::run(&a),
+        Command::Keygen(a) => keygen::run(&a),
         Command::Push(a) => push::run(&a),
         Command::Istio(a) => istio::run(&a),
         Command::Audit(a) => audit::run(&a),
@@ -198,6 +218,22 @@ pub fn source_date_epoch() -> Result<Option<u64>, Exit> {
             Err(usage_error("SOURCE_DATE_EPOCH is not valid Unicode"))
         }
     }
+}
+
+/// The key of `--sign-key`, if given (a usage error when it cannot be
+/// read). Warns when the file is readable by other users.
+pub fn sign_key(path: Option<&std::path::Path>) -> Result<Option<ed25519_compact::KeyPair>, Exit> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let kp = policy_compiler::signing::load_signing_key(path).map_err(usage_error)?;
+    if policy_compiler::signing::readable_by_others(path) {
+        eprintln!(
+            "pinhole: warning: signing key {} is readable by other users (chmod 600 it)",
+            path.display()
+        );
+    }
+    Ok(Some(kp))
 }
 
 /// Print a usage/IO error and return [`Exit::Usage`].

@@ -15,7 +15,7 @@ use clap::ValueEnum;
 use pinhole_filter::engine::{short_digest, Engine};
 use pinhole_filter::policy::{blob, Protocol};
 
-use super::{diagnostics_json, report, source_date_epoch, usage_error, Exit, Format};
+use super::{diagnostics_json, report, sign_key, source_date_epoch, usage_error, Exit, Format};
 
 /// `DiscoveryResponse.resources[]` type (Envoy v3).
 pub const TYPED_EXTENSION_CONFIG: &str =
@@ -84,6 +84,17 @@ pub struct Source {
     /// Treat warnings as errors (YAML input: exit 1 and write nothing when there are any).
     #[arg(long)]
     pub deny_warnings: bool,
+    /// Sign the policy with this Ed25519 private key (PEM, from `pinhole keygen`), as
+    /// `pinhole compile --sign-key` does. A blob already signed with this key is shipped as
+    /// it is. Also sets `publisher_key` (unless --publisher-key is given).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// The publisher's Ed25519 public key (its base64 text, or a file holding it such as
+    /// KEY.pub, or a PEM public key), written as the plugin configuration's `publisher_key`:
+    /// the filter then loads only policies signed with it. The policy must verify with it.
+    /// Default: the public key of --sign-key; without either, no `publisher_key`.
+    #[arg(long, value_name = "PUB")]
+    pub publisher_key: Option<String>,
 }
 
 /// A policy ready to ship: the blob, and what the filter configuration says
@@ -101,9 +112,24 @@ pub struct Prepared {
     pub version: String,
     /// Warnings of a YAML policy (none for a blob).
     pub warnings: usize,
+    /// The configuration's `publisher_key` (base64), if any.
+    pub publisher_key: Option<String>,
+    /// The key id of the blob's signature (not necessarily checked when
+    /// there is no `publisher_key`).
+    pub signed_by: Option<String>,
 }
 
 impl Prepared {
+    /// `, signed by key K (…)` for the summaries: whether the filter will
+    /// check the signature.
+    pub fn signature_note(&self) -> String {
+        match (&self.signed_by, &self.publisher_key) {
+            (Some(id), Some(_)) => format!(", signed by key {id} (the filter requires it)"),
+            (Some(id), None) => format!(", signed by key {id} (not checked: no publisher key)"),
+            (None, _) => String::new(),
+        }
+    }
+
     /// The blob, base64 (standard alphabet, padded): the configuration's
     /// `policy`.
     pub fn policy_base64(&self) -> String {
@@ -111,14 +137,18 @@ impl Prepared {
     }
 
     /// The filter's plugin configuration JSON:
-    /// `{"listener", "policy", "target"}` (engine::PluginConfig).
+    /// `{"listener", "policy", "target"}` and `publisher_key` when set
+    /// (engine::PluginConfig).
     pub fn plugin_config(&self) -> String {
-        serde_json::json!({
+        let mut cfg = serde_json::json!({
             "target": self.target,
             "policy": self.policy_base64(),
             "listener": self.listener.as_str(),
-        })
-        .to_string()
+        });
+        if let (Some(k), Some(m)) = (&self.publisher_key, cfg.as_object_mut()) {
+            m.insert("publisher_key".into(), k.clone().into());
+        }
+        cfg.to_string()
     }
 }
 
@@ -146,7 +176,14 @@ pub fn prepare(a: &Source, format: Format) -> Result<Prepared, Exit> {
         }
     }
     let epoch = source_date_epoch()?;
-    let (bytes, warnings) = if starts_with_magic(&a.policy)? {
+    let key = sign_key(a.sign_key.as_deref())?;
+    let publisher = match a.publisher_key.as_deref() {
+        Some(k) => Some(
+            policy_compiler::signing::load_public_key("--publisher-key", k).map_err(usage_error)?,
+        ),
+        None => key.as_ref().map(|k| k.pk),
+    };
+    let (mut bytes, warnings) = if starts_with_magic(&a.policy)? {
         (read_blob(&a.policy)?, 0)
     } else {
         compile_yaml(a, format, epoch)?
@@ -154,6 +191,52 @@ pub fn prepare(a: &Source, format: Format) -> Result<Prepared, Exit> {
     let decoded = match blob::decode(&bytes) {
         Ok(b) => b,
         Err(e) => return Err(policy_error(&a.policy, &e.to_string(), format)),
+    };
+    if let Some(k) = &key {
+        let id = blob::key_id(&k.pk);
+        match decoded.signature {
+            None => {
+                bytes = blob::sign(&bytes, k)
+                    .map_err(|e| usage_error(format!("cannot sign the blob: {e}")))?;
+            }
+            Some(s) if s.key_id == id => {}
+            Some(s) => {
+                return Err(usage_error(format!(
+                    "{} is already signed by key {}, not by --sign-key {} (key {})",
+                    a.policy.display(),
+                    s.key_id_hex(),
+                    a.sign_key.as_deref().unwrap_or(Path::new("-")).display(),
+                    blob::hex(&id)
+                )))
+            }
+        }
+    }
+    // What the filter checks with `publisher_key`, checked here first.
+    let signed_by = match &publisher {
+        Some(pk) => match blob::verify(&bytes, pk) {
+            Ok(s) => Some(s.key_id_hex()),
+            Err(e) => {
+                return Err(policy_error(
+                    &a.policy,
+                    &format!("the filter would not load this policy: {e}"),
+                    format,
+                ))
+            }
+        },
+        None => {
+            // No publisher key means no --sign-key either: the bytes are
+            // the ones decoded above.
+            let s = decoded.signature;
+            if let Some(s) = &s {
+                eprintln!(
+                    "pinhole: warning: {} is signed (key {}) but no --publisher-key is given: \
+                     the filter will not check the signature",
+                    a.policy.display(),
+                    s.key_id_hex()
+                );
+            }
+            s.map(|s| s.key_id_hex())
+        }
     };
     let Some(target) = decoded.policy.target(&a.target) else {
         let known: Vec<&str> = decoded
@@ -209,6 +292,8 @@ pub fn prepare(a: &Source, format: Format) -> Result<Prepared, Exit> {
         digest: decoded.digest,
         blob: bytes,
         warnings,
+        publisher_key: publisher.as_ref().map(blob::public_key_base64),
+        signed_by,
     })
 }
 
@@ -359,8 +444,8 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE")]
     pub out: PathBuf,
     /// Output format of the summary. `json` prints {"ok", "file", "name", "version",
-    /// "digest", "target", "listener", "vm_id", "env_keys", "bytes", "warnings"}. With
-    /// `--out -` the summary goes to stderr.
+    /// "digest", "target", "listener", "vm_id", "env_keys", "bytes", "warnings",
+    /// "publisher_key", "signed_by"}. With `--out -` the summary goes to stderr.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
@@ -503,13 +588,14 @@ pub fn run(a: &Args) -> Exit {
         &a.out,
         a.format,
         format!(
-            "wrote {}: `{}` version {} for target `{}` ({} {filter}), policy sha256:{}, {} bytes",
+            "wrote {}: `{}` version {} for target `{}` ({} {filter}), policy sha256:{}{}, {} bytes",
             out_name(&a.out),
             a.name,
             p.version,
             p.target,
             p.protocol.as_str(),
             p.digest,
+            p.signature_note(),
             text.len()
         ),
         serde_json::json!({
@@ -524,6 +610,8 @@ pub fn run(a: &Args) -> Exit {
             "env_keys": p.env_keys,
             "bytes": text.len(),
             "warnings": p.warnings,
+            "publisher_key": p.publisher_key,
+            "signed_by": p.signed_by,
         }),
     );
     Exit::Ok
