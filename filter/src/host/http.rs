@@ -134,6 +134,12 @@ impl Http {
             &engine.target.name,
             d.rule.as_deref(),
         ));
+        // Every decision is in the audit trail; the readable line is for
+        // refusals (and for allows at debug level), not a second log write
+        // on every allowed call.
+        if d.effect == Effect::Allow && !log::log_enabled!(log::Level::Debug) {
+            return;
+        }
         let line = format!(
             "pinhole: decision={} rule={} target={} subject={} roles={} source={} request={} op=\"{}\" reason=\"{}\"",
             d.effect.as_str(),
@@ -147,7 +153,7 @@ impl Http {
             engine::header_safe(&d.reason),
         );
         if d.effect == Effect::Allow {
-            log::info!("{line}");
+            log::debug!("{line}");
         } else {
             log::warn!("{line}");
         }
