@@ -259,6 +259,17 @@ impl SseFilter {
         if bom {
             out.extend_from_slice(BOM);
         }
+        // No line of a rewritten event ends in a lone `\r`: dropping data
+        // lines could put it right before a `\n`, which the client reads as
+        // one CRLF — the blank line ending the event would vanish and two
+        // events merge (found by the `sse` fuzz target).
+        fn newline(t: &[u8]) -> &[u8] {
+            if t == b"\r" {
+                b"\n"
+            } else {
+                t
+            }
+        }
         let mut wrote = false;
         for line in lines(body) {
             if data_value(line.content).is_some() {
@@ -266,11 +277,11 @@ impl SseFilter {
                     wrote = true;
                     out.extend_from_slice(b"data: ");
                     out.extend_from_slice(new.as_bytes());
-                    out.extend_from_slice(line.terminator);
+                    out.extend_from_slice(newline(line.terminator));
                 }
             } else {
                 out.extend_from_slice(line.content);
-                out.extend_from_slice(line.terminator);
+                out.extend_from_slice(newline(line.terminator));
             }
         }
         Ok(())
@@ -364,5 +375,26 @@ fn data_value(line: &[u8]) -> Option<&[u8]> {
             Some(v.strip_prefix(b" ").unwrap_or(v))
         }
         Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod crlf_tests {
+    use super::*;
+    use crate::policy::eval::Item;
+
+    /// A rewritten event whose first data line ended in a lone `\r` must
+    /// still end with a blank line the client sees (fuzz regression).
+    #[test]
+    fn rewritten_events_keep_their_boundary() {
+        let lists = vec![(serde_json::json!(99), ListKind::Tools)];
+        let mut f = SseFilter::new(lists);
+        let visible = |i: Item| !matches!(i, Item::Tool(n) if n == "deploy");
+        let stream = b"data:\rdata: {\"jsonrpc\":\"2.0\",\"id\":99,\"result\":{\"tools\":[{\"name\":\"deploy\"}]}}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
+        let out = f.push(stream, true, &visible).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("\r\n"), "{text:?}");
+        assert!(text.contains("}}\n\n"), "{text:?}");
+        assert!(!text.contains("deploy"), "{text:?}");
     }
 }

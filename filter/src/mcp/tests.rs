@@ -850,7 +850,9 @@ fn sse_expected() -> String {
         "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\r\n\r\n",
         "id: e3\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":7, \"result\":{\"tools\":[{\"name\":\"a\"}], \"nextCursor\":\"c\"}}\r\nretry: 10\r\n\r\n",
         "data: plain text, not JSON\n\n",
-        "event: message\rdata: {\"jsonrpc\":\"2.0\",\"id\":\"p\",\"result\":{\"prompts\":[{\"name\":\"q\"}]}}\r\r",
+        // A rewritten event's lone-CR line ends become LF (never a lone CR
+        // that could merge with a following LF into one CRLF).
+        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"p\",\"result\":{\"prompts\":[{\"name\":\"q\"}]}}\n\n",
         "data: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{\"resources\":[]}}",
     ]
     .concat()
