@@ -195,28 +195,25 @@ fn row(m: &Masker, b: &mut Bytes<'_>) {
     let formats = rm.description_formats().to_vec();
     for fmts in [&formats[..], &[][..], &formats[..1.min(formats.len())]] {
         let mut v = values.clone();
-        match rm.mask_data_row(&mut v, fmts) {
-            Ok(n) => {
-                assert_eq!(v.len(), values.len(), "the row lost or gained columns");
-                if n == 0 {
-                    assert!(v == values, "nothing masked, yet the row changed");
+        if let Ok(n) = rm.mask_data_row(&mut v, fmts) {
+            assert_eq!(v.len(), values.len(), "the row lost or gained columns");
+            if n == 0 {
+                assert!(v == values, "nothing masked, yet the row changed");
+            }
+            for (i, (new, old)) in v.iter().zip(&values).enumerate() {
+                let Some(ColumnAction::Mask { rule }) = rm.action(i) else {
+                    continue;
+                };
+                if rule > 2 || old.is_none() {
+                    continue;
                 }
-                for (i, (new, old)) in v.iter().zip(&values).enumerate() {
-                    let Some(ColumnAction::Mask { rule }) = rm.action(i) else {
-                        continue;
-                    };
-                    if rule > 2 || old.is_none() {
-                        continue;
-                    }
-                    if let Some(new) = new {
-                        assert!(
-                            new.windows(X.len()).any(|w| w == X.as_bytes()),
-                            "a redacted column kept its value"
-                        );
-                    }
+                if let Some(new) = new {
+                    assert!(
+                        new.windows(X.len()).any(|w| w == X.as_bytes()),
+                        "a redacted column kept its value"
+                    );
                 }
             }
-            Err(_) => {}
         }
     }
 }

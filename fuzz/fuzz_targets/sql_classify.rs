@@ -88,7 +88,7 @@ fn fill(key: &str, mut sel: u32) -> String {
         if c == '?' {
             sel = sel.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             let pick = (sel >> 16) as usize;
-            let lit = if pick % 2 == 0 {
+            let lit = if pick.is_multiple_of(2) {
                 NUMBERS[(pick / 2) % NUMBERS.len()]
             } else {
                 STRINGS[(pick / 2) % STRINGS.len()]
