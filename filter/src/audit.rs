@@ -72,6 +72,14 @@ pub const FORMAT_VERSION: u64 = 1;
 /// boundary) and flagged `truncated`. The fingerprint covers the whole text.
 pub const MAX_SQL_BYTES: usize = 2048;
 
+/// SQL text kept in the event of a statement held for review (the
+/// approver reads the command from it).
+pub const MAX_REVIEW_SQL_BYTES: usize = 64 * 1024;
+
+/// Tool-call arguments kept in the event of a call held for review (as
+/// compact JSON); larger arguments are left out (`arguments_digest` stays).
+pub const MAX_REVIEW_ARGUMENTS_BYTES: usize = 64 * 1024;
+
 /// `prev` of the first event of a chain.
 pub const ZERO_HASH: [u8; 32] = [0; 32];
 
@@ -121,7 +129,11 @@ impl Serialize for Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct AuditIdentity<'a> {
     // Fields in key order: the derived serialization is canonical.
-    /// The approval grant that let a `review` command through, if any.
+    /// Roles held through elevation grants (written only when some are).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub elevated: &'a [crate::identity::Elevated],
+    /// The grant that let the command through: the approval of a `review`
+    /// command, else the first elevation grant the caller held.
     pub grant: Option<&'a str>,
     /// The policy's name for the issuer (as in `x-pinhole-issuer`).
     pub issuer: &'a str,
@@ -133,7 +145,8 @@ pub struct AuditIdentity<'a> {
 impl<'a> AuditIdentity<'a> {
     pub fn of(who: &'a Identity) -> AuditIdentity<'a> {
         AuditIdentity {
-            grant: None,
+            elevated: &who.elevated,
+            grant: who.elevated.first().map(|e| e.grant.as_str()),
             issuer: &who.token.issuer_name,
             roles: &who.roles,
             subject: &who.token.sub,
@@ -149,6 +162,10 @@ impl<'a> AuditIdentity<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Command<'a> {
     // Fields in key order: the derived serialization is canonical.
+    /// A held tool call's arguments (only in `review` events, so that the
+    /// approver sees exactly what they approve).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,9 +193,18 @@ impl<'a> Command<'a> {
         Command::default().with_sql(text)
     }
 
+    /// A SQL statement kept up to `cap` bytes.
+    pub fn sql_capped(text: &'a str, cap: usize) -> Command<'a> {
+        Command::default().with_sql_capped(text, cap)
+    }
+
     /// Add the SQL keys (a tool whose argument is SQL).
-    pub fn with_sql(mut self, text: &'a str) -> Command<'a> {
-        let kept = cap_str(text, MAX_SQL_BYTES);
+    pub fn with_sql(self, text: &'a str) -> Command<'a> {
+        self.with_sql_capped(text, MAX_SQL_BYTES)
+    }
+
+    fn with_sql_capped(mut self, text: &'a str, cap: usize) -> Command<'a> {
+        let kept = cap_str(text, cap);
         self.sql = Some(kept);
         self.truncated = Some(kept.len() < text.len());
         self.fingerprint = Some(sql_fingerprint(text));
@@ -249,6 +275,9 @@ impl<'a> Command<'a> {
 pub struct AuditEvent<'a> {
     /// Milliseconds since the Unix epoch (written as RFC 3339 UTC).
     pub time_ms: u64,
+    /// A `review` rule's hold (request id, fingerprint) or the approval
+    /// that lifted it.
+    pub approval: Option<&'a crate::engine::Approval>,
     /// Connection id (PostgreSQL connection, HTTP connection), if known.
     pub conn: Option<&'a str>,
     /// Request id (`x-request-id`, JSON-RPC id, statement number), if known.
@@ -280,6 +309,7 @@ impl<'a> AuditEvent<'a> {
     ) -> AuditEvent<'a> {
         AuditEvent {
             time_ms,
+            approval: None,
             conn: None,
             request: None,
             identity: None,
@@ -323,6 +353,8 @@ impl<'a> AuditEvent<'a> {
 /// The head of an event: the keys sorted before `hash`.
 #[derive(serde::Serialize)]
 struct Head<'e, 'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<&'a crate::engine::Approval>,
     command: &'e Command<'a>,
     conn: Option<&'a str>,
     decision: Outcome,
@@ -429,6 +461,7 @@ impl AuditChain {
         serde_json::to_writer(
             &mut buf,
             &Head {
+                approval: e.approval,
                 command: &e.command,
                 conn: e.conn,
                 decision: e.decision,

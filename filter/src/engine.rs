@@ -10,7 +10,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::identity::{self, AuthError, Identity, TokenCache, Verifier};
+use crate::grant::{self, Fingerprint, GrantSet};
+use crate::identity::{self, AuthError, Elevated, Identity, TokenCache, Verifier};
 use crate::pg::cache::SqlCache;
 use crate::pg::session::{Authority, Backend};
 use crate::pg::sql::{StatementInfo, StatementKind};
@@ -53,6 +54,58 @@ pub struct PluginConfig {
     /// set, only blobs signed with it load (docs/policy.md §13).
     #[serde(default)]
     pub publisher_key: Option<String>,
+    /// Where commands held for review are announced (optional).
+    #[serde(default)]
+    pub review_webhook: Option<ReviewWebhook>,
+}
+
+/// The review webhook: each command held by a `review` rule is POSTed
+/// (JSON, see [`review_notice`]) to an Envoy cluster, once per request id
+/// per worker within [`REVIEW_NOTICE_QUIET_MS`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewWebhook {
+    /// The Envoy cluster of the receiver.
+    pub cluster: String,
+    /// Request path (default `/`).
+    #[serde(default = "default_audit_path")]
+    pub path: String,
+    /// `:authority` of the POST (default: the cluster name).
+    #[serde(default)]
+    pub authority: Option<String>,
+}
+
+/// A held request is announced again after this long (ms) if asked again.
+pub const REVIEW_NOTICE_QUIET_MS: u64 = 60_000;
+
+/// The review webhook named by a plugin configuration.
+pub fn review_webhook_of_config(bytes: &[u8]) -> Option<ReviewWebhook> {
+    #[derive(Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        review_webhook: Option<ReviewWebhook>,
+    }
+    serde_json::from_slice::<Peek>(bytes)
+        .ok()
+        .and_then(|p| p.review_webhook)
+}
+
+/// The body POSTed to the review webhook for a held command:
+/// `{"type":"pinhole.review","request":…,"rule":…,"text":…,"approve":…,
+/// "event":<the audit event>}`. `pinhole approve --from` reads it.
+pub fn review_notice(approval: &Approval, d: &Decision, event_line: Option<&str>) -> Vec<u8> {
+    let event =
+        event_line.and_then(|l| serde_json::from_str::<Box<serde_json::value::RawValue>>(l).ok());
+    let body = json!({
+        "type": "pinhole.review",
+        "request": approval.request,
+        "fingerprint": approval.fingerprint,
+        "rule": d.rule,
+        "text": d.reason,
+        "approve": format!("pinhole approve {} --from <this notice or the audit log> --key <your key> --policy <policy.yaml>", approval.request),
+        "event": event,
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 /// The HTTP audit sink: events are batched per worker and POSTed as JSON
@@ -164,6 +217,56 @@ pub struct Engine {
     mask_key: Option<crate::mask::HashKey>,
     /// Maskers by the caller's roles (a few role sets per policy).
     maskers: RefCell<Vec<(Vec<String>, MaskerFor)>>,
+    /// The policy's grants that passed their checks.
+    pub grants: GrantSet,
+    /// The policy's grants that did not, for the operator's log.
+    pub rejected_grants: Vec<grant::Rejected>,
+}
+
+/// A decision, and what approvals had to do with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    pub decision: Decision,
+    /// Set when a `review` rule held the command: its request id, and the
+    /// grant that let it through, if one did.
+    pub approval: Option<Approval>,
+    /// Roles the caller held through elevation grants when deciding.
+    pub elevated: Vec<Elevated>,
+}
+
+impl Decided {
+    pub fn plain(decision: Decision) -> Decided {
+        Decided {
+            decision,
+            approval: None,
+            elevated: Vec::new(),
+        }
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.decision.allowed()
+    }
+}
+
+/// A command held by a review rule.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Approval {
+    // Fields in key order: audit events serialize it canonically.
+    /// The command's fingerprint (64 hex digits).
+    pub fingerprint: String,
+    /// The grant that approved it; `None`: held (refused).
+    pub grant: Option<GrantUse>,
+    /// The request id the caller is given (`pinhole approve <request>`).
+    pub request: String,
+}
+
+/// The grant an approval used.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GrantUse {
+    pub id: String,
+    pub approver: String,
+    /// Seconds since the Unix epoch.
+    pub expires: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -268,6 +371,7 @@ impl Engine {
                 }
             },
         };
+        let (grants, rejected_grants) = GrantSet::load(&b.policy);
         Ok(Engine {
             target: t,
             policy: b.policy,
@@ -278,6 +382,8 @@ impl Engine {
             sql_cache: RefCell::new(SqlCache::new(SQL_CACHE_CAPACITY)),
             mask_key,
             maskers: RefCell::new(Vec::new()),
+            grants,
+            rejected_grants,
         })
     }
 
@@ -314,10 +420,13 @@ impl Engine {
         };
         identity::jwt::check_revoked(&self.policy, &verified)?;
         let roles = identity::roles_for(&self.policy, &verified);
-        Ok(Identity {
+        let mut who = Identity {
             token: verified,
             roles,
-        })
+            elevated: Vec::new(),
+        };
+        elevate(&self.grants, &mut who, now);
+        Ok(who)
     }
 
     /// Expiry (with the issuer's leeway) and revocation under this policy.
@@ -335,9 +444,138 @@ impl Engine {
         identity::jwt::check_revoked(&self.policy, &who.token)
     }
 
-    /// Decide a SQL text on this (postgres) target: every statement, with
-    /// classifications cached by normalized text.
-    pub fn decide_sql(&self, who: &Identity, sql: &str) -> Decision {
+    /// Decide a SQL text with this policy's grants (see
+    /// [`Engine::decide_sql_with`]).
+    pub fn decide_sql(&self, who: &Identity, sql: &str, now: u64) -> Decided {
+        self.decide_sql_with(&self.grants, who, sql, now)
+    }
+
+    /// Decide a SQL text at `now`: elevations held then, and a review
+    /// rule's hold lifted by an approval of this exact text.
+    pub fn decide_sql_with(
+        &self,
+        grants: &GrantSet,
+        who: &Identity,
+        sql: &str,
+        now: u64,
+    ) -> Decided {
+        let who = identity_at(grants, who, now);
+        let d = self.decide_sql_roles(&who, sql);
+        self.settle(grants, &who, d, Fingerprint::Sql(sql), now)
+    }
+
+    /// Decide any request at `now` with this policy's grants.
+    pub fn decide_at(&self, who: &Identity, req: &Request, now: u64) -> Decided {
+        let d = eval::evaluate(&self.policy, &who.roles, &self.target.name, req);
+        let fp = match *req {
+            Request::ToolCall { name, arguments } => Fingerprint::Tool { name, arguments },
+            Request::Resource { uri } => Fingerprint::Mcp {
+                method: "resources",
+                subject: uri,
+            },
+            Request::Prompt { name } => Fingerprint::Mcp {
+                method: "prompts/get",
+                subject: name,
+            },
+            Request::McpMethod { method } => Fingerprint::Mcp {
+                method,
+                subject: "",
+            },
+            Request::Http { method, path } => Fingerprint::Http { method, path },
+            Request::Sql { statement } => Fingerprint::Sql(&statement.text),
+        };
+        self.settle(&self.grants, who, d, fp, now)
+    }
+
+    /// A review decision becomes an allow when a live approval of this
+    /// command exists, else a refusal naming the request id to approve.
+    fn settle(
+        &self,
+        grants: &GrantSet,
+        who: &Identity,
+        d: Decision,
+        fp: Fingerprint,
+        now: u64,
+    ) -> Decided {
+        let elevated = who.elevated.clone();
+        let (Effect::Review, Some(rule)) = (d.effect, d.rule.as_deref()) else {
+            return Decided {
+                decision: d,
+                approval: None,
+                elevated,
+            };
+        };
+        let fingerprint = fp.hex();
+        let request = grant::request_id(
+            &who.token.issuer_name,
+            &who.token.sub,
+            &self.target.name,
+            rule,
+            &fingerprint,
+        );
+        if let Some(g) = grants.approval(&who.token, &self.target.name, rule, &fingerprint, now) {
+            let c = &g.claims;
+            let decision = Decision {
+                effect: Effect::Allow,
+                rule: d.rule.clone(),
+                reason: format!(
+                    "{}; approved by `{}` (grant {}, request {request}, valid until {})",
+                    d.reason,
+                    c.approver,
+                    c.id,
+                    crate::audit::Rfc3339Millis(c.expires.saturating_mul(1000))
+                ),
+            };
+            return Decided {
+                decision,
+                approval: Some(Approval {
+                    request,
+                    fingerprint,
+                    grant: Some(GrantUse {
+                        id: c.id.clone(),
+                        approver: c.approver.clone(),
+                        expires: c.expires,
+                    }),
+                }),
+                elevated,
+            };
+        }
+        let who_may = match self.policy.review(rule) {
+            Some(r) if !r.approvers.is_empty() => format!(
+                "ask an approver of {} to run `pinhole approve {request}`",
+                r.approvers
+                    .iter()
+                    .map(|g| format!("`{g}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+            _ => format!(
+                "no approvers are configured for rule `{rule}`, so it cannot be approved; ask                  the policy's authors"
+            ),
+        };
+        let decision = Decision {
+            effect: Effect::Review,
+            rule: d.rule.clone(),
+            reason: format!(
+                "{}; request {request}: {who_may}, then run the same command again",
+                d.reason
+            ),
+        };
+        Decided {
+            decision,
+            approval: Some(Approval {
+                request,
+                fingerprint,
+                grant: None,
+            }),
+            elevated,
+        }
+    }
+
+    /// Decide a SQL text on this (postgres) target with the caller's roles
+    /// as they are: every statement, with classifications cached by
+    /// normalized text.
+    fn decide_sql_roles(&self, who: &Identity, sql: &str) -> Decision {
         let evaluate = |statements: &[StatementInfo]| {
             eval::decide_statements(&self.policy, &who.roles, &self.target.name, statements)
         };
@@ -414,6 +652,55 @@ impl Engine {
     }
 }
 
+/// Add the roles of live elevation grants to a caller holding only its
+/// claims' roles.
+pub fn elevate(grants: &GrantSet, who: &mut Identity, now: u64) {
+    if grants.is_empty() {
+        return;
+    }
+    let add: Vec<Elevated> = grants
+        .elevations(&who.token, &who.roles, now)
+        .into_iter()
+        .filter_map(|g| {
+            let role = g.claims.role.clone()?;
+            (!who.roles.contains(&role)).then(|| Elevated {
+                role,
+                grant: g.claims.id.clone(),
+                approver: g.claims.approver.clone(),
+                until: g.claims.expires,
+            })
+        })
+        .collect();
+    for e in add {
+        who.roles.push(e.role.clone());
+        who.elevated.push(e);
+    }
+}
+
+/// The caller as of `now`: elevations that ended are gone, live ones (also
+/// those granted since the caller was verified) are added.
+pub fn identity_at<'a>(
+    grants: &GrantSet,
+    who: &'a Identity,
+    now: u64,
+) -> std::borrow::Cow<'a, Identity> {
+    use std::borrow::Cow;
+    if who.elevated.is_empty() && grants.is_empty() {
+        return Cow::Borrowed(who);
+    }
+    let mut fresh = Identity {
+        token: Rc::clone(&who.token),
+        roles: who.base_roles(),
+        elevated: Vec::new(),
+    };
+    elevate(grants, &mut fresh, now);
+    if fresh == *who {
+        Cow::Borrowed(who)
+    } else {
+        Cow::Owned(fresh)
+    }
+}
+
 /// The shared-data key under which every configuration of a plugin
 /// publishes its policy's revocations, so connections opened under an older
 /// configuration (which keep it until they close) still honour the newest.
@@ -433,6 +720,10 @@ pub struct Published {
     /// Digest of the policy the list comes from.
     pub digest: String,
     pub revoked: crate::policy::Revocations,
+    /// The policy's grants that passed their checks: open sessions started
+    /// under an older policy honour the newest approvals and elevations.
+    #[serde(default)]
+    pub grants: Vec<grant::Grant>,
 }
 
 impl Engine {
@@ -441,6 +732,7 @@ impl Engine {
         serde_json::to_vec(&Published {
             digest: self.digest.clone(),
             revoked: self.policy.revoked.clone(),
+            grants: self.grants.grants().to_vec(),
         })
         .unwrap_or_default()
     }
@@ -452,6 +744,8 @@ impl Engine {
 pub struct WithNewest<'a> {
     pub engine: &'a Engine,
     pub newest: Option<&'a Published>,
+    /// The grants of `newest` (indexed once per change by the host).
+    pub newest_grants: Option<&'a GrantSet>,
     /// Strict audit mode with a full buffer: every command is refused.
     pub audit_full: bool,
 }
@@ -487,17 +781,21 @@ impl Authority for WithNewest<'_> {
             _ => Ok(()),
         }
     }
-    fn decide_sql(&self, who: &Identity, sql: &str) -> Decision {
+    fn decide_sql(&self, who: &Identity, sql: &str, now: u64) -> Decided {
         if self.audit_full {
-            return audit_full_decision();
+            return Decided::plain(audit_full_decision());
         }
-        self.engine.decide_sql(who, sql)
+        let grants = match (self.newest, self.newest_grants) {
+            (Some(p), Some(g)) if p.digest != self.engine.digest => g,
+            _ => &self.engine.grants,
+        };
+        self.engine.decide_sql_with(grants, who, sql, now)
     }
-    fn decide_function_call(&self, who: &Identity, oid: u32) -> Decision {
+    fn decide_function_call(&self, who: &Identity, oid: u32, now: u64) -> Decided {
         if self.audit_full {
-            return audit_full_decision();
+            return Decided::plain(audit_full_decision());
         }
-        Authority::decide_function_call(self.engine, who, oid)
+        Authority::decide_function_call(self.engine, who, oid, now)
     }
     fn masker(&self, who: &Identity) -> Result<Option<Rc<crate::mask::Masker>>, String> {
         self.engine.masker(&who.roles)
@@ -528,22 +826,22 @@ impl Authority for Engine {
         Engine::recheck(self, who, now)
     }
 
-    fn decide_sql(&self, who: &Identity, sql: &str) -> Decision {
-        Engine::decide_sql(self, who, sql)
+    fn decide_sql(&self, who: &Identity, sql: &str, now: u64) -> Decided {
+        Engine::decide_sql(self, who, sql, now)
     }
 
-    fn decide_function_call(&self, who: &Identity, oid: u32) -> Decision {
+    fn decide_function_call(&self, who: &Identity, oid: u32, now: u64) -> Decided {
         let statement = StatementInfo::new(
             StatementKind::FunctionCall,
             format!("<fast-path call of function oid {oid}>"),
         );
-        eval::evaluate(
-            &self.policy,
-            &who.roles,
-            &self.target.name,
+        let who = identity_at(&self.grants, who, now);
+        self.decide_at(
+            &who,
             &Request::Sql {
                 statement: &statement,
             },
+            now,
         )
     }
 }

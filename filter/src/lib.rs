@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod engine;
 pub mod glob;
+pub mod grant;
 pub mod identity;
 pub mod mask;
 pub mod mcp;

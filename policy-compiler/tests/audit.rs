@@ -37,9 +37,11 @@ fn events(worker: &str, n: u64, t0: u64) -> Vec<String> {
             };
             let event = AuditEvent {
                 time_ms: t0 + i * 1000,
+                approval: None,
                 conn: Some("c-1"),
                 request: None,
                 identity: Some(AuditIdentity {
+                    elevated: &[],
                     grant: None,
                     issuer: "corp-sso",
                     roles: &roles,

@@ -23,9 +23,11 @@ fn sample<'a>(i: u64, roles: &'a [String], args: &'a Value) -> AuditEvent<'a> {
     };
     AuditEvent {
         time_ms: 1_735_787_045_678 + i,
+        approval: None,
         conn: Some("7"),
         request: Some("req-1"),
         identity: Some(AuditIdentity {
+            elevated: &[],
             grant: None,
             issuer: "corp-sso",
             roles,

@@ -8,7 +8,7 @@ use proxy_wasm::types::Action;
 
 use super::{now_secs, Loaded};
 use crate::audit::{AuditEvent, AuditIdentity, Command};
-use crate::engine::{self, Engine, Reply, IDENTITY_HEADER_PREFIX};
+use crate::engine::{self, Approval, Engine, Reply, IDENTITY_HEADER_PREFIX};
 use crate::identity::Identity;
 use crate::mcp::{self, BodyOutcome, ListKind, SseFilter};
 use crate::policy::eval::{Decision, Item, Request};
@@ -84,12 +84,22 @@ impl Http {
     }
 
     /// One audit event (Envoy log + filter state `wasm.pinhole_audit`).
-    fn audit(&self, engine: &Engine, who: Option<&Identity>, command: Command<'_>, d: &Decision) {
-        self.audit_event(engine, who, command, d, 0);
+    fn audit(
+        &self,
+        engine: &Engine,
+        who: Option<&Identity>,
+        command: Command<'_>,
+        d: &Decision,
+        approval: Option<&Approval>,
+    ) {
+        let line = self.audit_event(engine, who, command, d, 0, approval);
+        if let Some(a) = approval.filter(|a| a.grant.is_none()) {
+            super::notify::review(a, d, line.as_deref());
+        }
     }
 
     fn audit_masked(&self, engine: &Engine, command: Command<'_>, d: &Decision, masked: u64) {
-        self.audit_event(engine, self.identity.as_ref(), command, d, masked);
+        self.audit_event(engine, self.identity.as_ref(), command, d, masked, None);
     }
 
     fn audit_event(
@@ -99,7 +109,8 @@ impl Http {
         command: Command<'_>,
         d: &Decision,
         masked: u64,
-    ) {
+        approval: Option<&Approval>,
+    ) -> Option<String> {
         let source = self.source();
         let conn = self.id.to_string();
         let request = self.request_id.clone();
@@ -115,13 +126,20 @@ impl Http {
         event.conn = Some(&conn);
         event.request = request.as_deref();
         event.source = Some(&source);
-        event.identity = who.map(AuditIdentity::of);
-        if let Some(line) = super::audit::emit(&event) {
-            if !self.responding {
-                // Filter state is written while the request is processed.
-                self.set_property(vec!["pinhole_audit"], Some(line.as_bytes()));
+        event.identity = who.map(|w| {
+            let mut i = AuditIdentity::of(w);
+            if let Some(g) = approval.and_then(|a| a.grant.as_ref()) {
+                i.grant = Some(&g.id);
             }
+            i
+        });
+        event.approval = approval;
+        let line = super::audit::emit(&event)?;
+        if !self.responding {
+            // Filter state is written while the request is processed.
+            self.set_property(vec!["pinhole_audit"], Some(line.as_bytes()));
         }
+        Some(line)
     }
 
     fn log_decision(&self, engine: &Engine, what: &str, d: &Decision) {
@@ -264,10 +282,18 @@ impl Http {
         let raw_path = self.get_http_request_header(":path").unwrap_or_default();
         let d = match engine::http_rule_path(&raw_path) {
             Ok(path) => {
-                let d = engine.decide(who, &Request::Http { method, path });
-                self.log_decision_for(engine, Some(who), &format!("{method} {path}"), &d);
-                self.audit(engine, Some(who), Command::http(method, path), &d);
-                d
+                let decided =
+                    engine.decide_at(who, &Request::Http { method, path }, now_secs(self));
+                let d = &decided.decision;
+                self.log_decision_for(engine, Some(who), &format!("{method} {path}"), d);
+                self.audit(
+                    engine,
+                    Some(who),
+                    Command::http(method, path),
+                    d,
+                    decided.approval.as_ref(),
+                );
+                decided.decision
             }
             Err(why) => {
                 let d = Decision {
@@ -276,7 +302,13 @@ impl Http {
                     reason: why,
                 };
                 self.log_decision_for(engine, Some(who), &format!("{method} -"), &d);
-                self.audit(engine, Some(who), Command::http(method, &raw_path), &d);
+                self.audit(
+                    engine,
+                    Some(who),
+                    Command::http(method, &raw_path),
+                    &d,
+                    None,
+                );
                 d
             }
         };
@@ -291,8 +323,25 @@ impl Http {
         let Some(who) = self.identity.clone() else {
             return self.reply(engine::unavailable("identity lost"));
         };
-        let verdict = mcp::evaluate_body(body, &mut |req: &Request| engine.decide(&who, req));
-        for d in &verdict.decided {
+        let now = now_secs(self);
+        // Per decision, in order: a review rule's hold or approval, and a
+        // held tool call's arguments (for the approver).
+        let mut side: Vec<(Option<Approval>, Option<serde_json::Value>)> = Vec::new();
+        let verdict = mcp::evaluate_body(body, &mut |req: &Request| {
+            let decided = engine.decide_at(&who, req, now);
+            let held = decided.approval.as_ref().is_some_and(|a| a.grant.is_none());
+            let arguments = match req {
+                Request::ToolCall { arguments, .. } if held => Some((*arguments).clone()),
+                _ => None,
+            };
+            side.push((decided.approval, arguments));
+            decided.decision
+        });
+        for (i, d) in verdict.decided.iter().enumerate() {
+            let (approval, arguments) = match side.get(i) {
+                Some((a, args)) => (a.as_ref(), args.as_ref()),
+                None => (None, None),
+            };
             self.log_decision(engine, &format!("{} {}", d.method, d.item), &d.decision);
             let mut command = Command::mcp_method(&d.method);
             match d.method.as_str() {
@@ -302,7 +351,11 @@ impl Http {
                 _ => {}
             }
             command.arguments_digest = d.arguments_digest.clone();
-            self.audit(engine, Some(&who), command, &d.decision);
+            command.arguments = arguments.filter(|a| {
+                serde_json::to_vec(a).map_or(0, |v| v.len())
+                    <= crate::audit::MAX_REVIEW_ARGUMENTS_BYTES
+            });
+            self.audit(engine, Some(&who), command, &d.decision, approval);
         }
         if self.masker.is_some() {
             // The calls' results are read and masked like list responses

@@ -4,6 +4,7 @@
 mod audit;
 mod http;
 mod metrics;
+mod notify;
 mod tcp;
 
 use std::rc::Rc;
@@ -43,6 +44,26 @@ fn log_loaded(engine: &Engine, verb: &str) {
     );
 }
 
+fn log_grants(engine: &Engine) {
+    let g = &engine.grants;
+    if g.is_empty() && engine.rejected_grants.is_empty() {
+        return;
+    }
+    log::info!(
+        "pinhole: policy {} carries {} valid grants ({} refused)",
+        short_digest(&engine.digest),
+        g.grants().len(),
+        engine.rejected_grants.len()
+    );
+    for r in &engine.rejected_grants {
+        log::warn!(
+            "pinhole: grant {} refused: it {}",
+            r.id.as_deref().unwrap_or("(unreadable)"),
+            r.error
+        );
+    }
+}
+
 struct Root {
     loaded: Rc<Loaded>,
     /// Where this plugin's configurations publish their revocations.
@@ -63,7 +84,9 @@ impl Context for Root {
         let status = self
             .get_http_call_response_header(":status")
             .and_then(|s| s.parse::<u32>().ok());
-        audit::delivered(token, status);
+        if !notify::delivered(token, status) {
+            audit::delivered(token, status);
+        }
     }
 }
 
@@ -71,7 +94,9 @@ impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let cfg = self.get_plugin_configuration().unwrap_or_default();
         self.listener = Listener::of_config(&cfg);
-        if let Some(period) = audit::configure(engine::audit_sink_of_config(&cfg)) {
+        let audit_period = audit::configure(engine::audit_sink_of_config(&cfg));
+        let notify_period = notify::configure(engine::review_webhook_of_config(&cfg));
+        if let Some(period) = [audit_period, notify_period].into_iter().flatten().min() {
             self.set_tick_period(period);
         }
         let plugin = self
@@ -86,6 +111,7 @@ impl RootContext for Root {
         self.loaded = Rc::new(match Engine::from_plugin_config(&cfg) {
             Ok(engine) => {
                 log_loaded(&engine, "loaded");
+                log_grants(&engine);
                 // Publish for connections still running under an older
                 // configuration (revocations), and keep this one as the
                 // last good policy.
@@ -126,6 +152,7 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         audit::flush(self);
+        notify::flush(self);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

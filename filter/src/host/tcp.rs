@@ -14,7 +14,9 @@ use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, PeerType};
 
 use super::{now_secs, Loaded};
-use crate::engine::{self, Engine, Published, WithNewest};
+use crate::engine::{self, Approval, Decided, Engine, Published, WithNewest};
+use crate::grant::GrantSet;
+use crate::identity::Elevated;
 use crate::pg::session::{Authority, Backend, Level, Session, StatementDecision};
 use crate::policy::eval::Decision;
 use crate::policy::Effect;
@@ -35,6 +37,8 @@ pub(crate) struct Tcp {
     /// Where the newest configuration publishes its revocations.
     shared_key: String,
     newest: Option<Published>,
+    /// The grants of `newest`, indexed.
+    newest_grants: Option<GrantSet>,
     newest_cas: Option<u32>,
     /// When the published revocations were last read (ms).
     polled_ms: u128,
@@ -72,6 +76,7 @@ impl Tcp {
             last_allowed: None,
             shared_key,
             newest: None,
+            newest_grants: None,
             newest_cas: None,
             polled_ms: 0,
         }
@@ -108,7 +113,7 @@ impl Tcp {
                     reason: format!("token rejected: {reason}"),
                 };
                 let command = crate::audit::Command::mcp_method("login");
-                self.audit(engine, command, &refused, 0);
+                self.audit(engine, command, &refused, 0, None, &[]);
             }
         }
         for e in self.session.take_events() {
@@ -123,7 +128,14 @@ impl Tcp {
                 super::metrics::add(&crate::metrics::masked_values(&engine.target.name), masked);
                 // The rows of the last allowed statement were masked.
                 if let Some((sql, d)) = self.last_allowed.take() {
-                    self.audit(engine, crate::audit::Command::sql(&sql), &d, masked);
+                    self.audit(
+                        engine,
+                        crate::audit::Command::sql(&sql),
+                        &d,
+                        masked,
+                        None,
+                        &[],
+                    );
                     self.last_allowed = Some((sql, d));
                 }
             }
@@ -134,9 +146,24 @@ impl Tcp {
         }
         let Some(engine) = engine else { return };
         let source = self.source();
-        for StatementDecision { sql, decision } in decisions {
-            self.log_decision(engine, &source, &sql, &decision);
-            self.audit(engine, crate::audit::Command::sql(&sql), &decision, 0);
+        for StatementDecision {
+            sql,
+            decision,
+            approval,
+            elevated,
+        } in decisions
+        {
+            self.log_decision(engine, &source, &sql, &decision, approval.is_some());
+            let command = if approval.as_ref().is_some_and(|a| a.grant.is_none()) {
+                // A held statement: the approver must see all of it.
+                crate::audit::Command::sql_capped(&sql, crate::audit::MAX_REVIEW_SQL_BYTES)
+            } else {
+                crate::audit::Command::sql(&sql)
+            };
+            let line = self.audit(engine, command, &decision, 0, approval.as_ref(), &elevated);
+            if let Some(a) = approval.as_ref().filter(|a| a.grant.is_none()) {
+                super::notify::review(a, &decision, line.as_deref());
+            }
             if decision.allowed() {
                 self.last_allowed = Some((sql, decision));
             }
@@ -150,7 +177,9 @@ impl Tcp {
         command: crate::audit::Command<'_>,
         d: &Decision,
         masked: u64,
-    ) {
+        approval: Option<&Approval>,
+        elevated: &[Elevated],
+    ) -> Option<String> {
         let source = self.source();
         let conn = self.id.to_string();
         let mut event = crate::audit::AuditEvent::decided(
@@ -163,11 +192,34 @@ impl Tcp {
         );
         event.conn = Some(&conn);
         event.source = Some(&source);
-        event.identity = self.session.identity().map(crate::audit::AuditIdentity::of);
-        super::audit::emit(&event);
+        event.approval = approval;
+        let who = self.session.identity();
+        // The roles the statement was decided with: the login's, plus
+        // those held by elevation at the time.
+        let roles: Vec<String> = match who {
+            Some(w) if !elevated.is_empty() => w
+                .base_roles()
+                .into_iter()
+                .chain(elevated.iter().map(|e| e.role.clone()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        event.identity = who.map(|w| {
+            let mut i = crate::audit::AuditIdentity::of(w);
+            if !elevated.is_empty() {
+                i.roles = &roles;
+                i.elevated = elevated;
+                i.grant = elevated.first().map(|e| e.grant.as_str());
+            }
+            if let Some(g) = approval.and_then(|a| a.grant.as_ref()) {
+                i.grant = Some(&g.id);
+            }
+            i
+        });
+        super::audit::emit(&event)
     }
 
-    fn log_decision(&self, engine: &Engine, source: &str, sql: &str, d: &Decision) {
+    fn log_decision(&self, engine: &Engine, source: &str, sql: &str, d: &Decision, review: bool) {
         let allowed = d.effect == Effect::Allow;
         if !allowed {
             super::metrics::inc(&crate::metrics::decision(
@@ -179,7 +231,7 @@ impl Tcp {
                 super::metrics::inc(&crate::metrics::sql_parse_failure(&engine.target.name));
             }
         }
-        if allowed && !log::log_enabled!(log::Level::Debug) {
+        if allowed && !review && !log::log_enabled!(log::Level::Debug) {
             return;
         }
         let who = self.session.identity();
@@ -196,7 +248,9 @@ impl Tcp {
             engine::header_safe(clip(sql)),
             engine::header_safe(&d.reason),
         );
-        if allowed {
+        if allowed && review {
+            log::info!("{line}");
+        } else if allowed {
             log::debug!("{line}");
         } else {
             log::warn!("{line}");
@@ -221,6 +275,10 @@ impl Tcp {
         }
         self.newest_cas = cas;
         self.newest = bytes.and_then(|b| serde_json::from_slice::<Published>(&b).ok());
+        self.newest_grants = self
+            .newest
+            .as_ref()
+            .map(|p| GrantSet::from_grants(p.grants.clone()));
     }
 
     fn finish(&mut self, step_close: bool) {
@@ -269,11 +327,16 @@ impl Authority for NotLoaded {
     ) -> Result<(), crate::identity::AuthError> {
         Err(crate::identity::AuthError::UnknownIssuer)
     }
-    fn decide_sql(&self, _who: &crate::identity::Identity, _sql: &str) -> Decision {
-        refused(&self.0)
+    fn decide_sql(&self, _who: &crate::identity::Identity, _sql: &str, _now: u64) -> Decided {
+        Decided::plain(refused(&self.0))
     }
-    fn decide_function_call(&self, _who: &crate::identity::Identity, _oid: u32) -> Decision {
-        refused(&self.0)
+    fn decide_function_call(
+        &self,
+        _who: &crate::identity::Identity,
+        _oid: u32,
+        _now: u64,
+    ) -> Decided {
+        Decided::plain(refused(&self.0))
     }
 }
 
@@ -305,6 +368,7 @@ impl StreamContext for Tcp {
                 let authority = WithNewest {
                     engine: engine.as_ref(),
                     newest: self.newest.as_ref(),
+                    newest_grants: self.newest_grants.as_ref(),
                     audit_full: !super::audit::admits(),
                 };
                 (

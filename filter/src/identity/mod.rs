@@ -38,5 +38,32 @@ pub struct VerifiedToken {
 pub struct Identity {
     /// Shared with the verification cache: a cache hit costs no copy.
     pub token: Rc<VerifiedToken>,
+    /// The roles the caller's claims map to, then any held by elevation
+    /// (see `elevated`).
     pub roles: Vec<String>,
+    /// Roles held through live elevation grants (also in `roles`).
+    pub elevated: Vec<Elevated>,
+}
+
+/// A role held through a just-in-time elevation grant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Elevated {
+    // Fields in key order: audit events serialize it canonically.
+    pub approver: String,
+    /// The grant's id.
+    pub grant: String,
+    pub role: String,
+    /// When the role ends (seconds since the Unix epoch).
+    pub until: u64,
+}
+
+impl Identity {
+    /// The roles from the caller's claims alone.
+    pub fn base_roles(&self) -> Vec<String> {
+        self.roles
+            .iter()
+            .filter(|r| !self.elevated.iter().any(|e| &e.role == *r))
+            .cloned()
+            .collect()
+    }
 }

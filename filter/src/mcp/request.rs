@@ -410,6 +410,18 @@ pub struct ErrorData {
     /// `"deny"` or `"review"`.
     pub effect: &'static str,
     pub reason: String,
+    /// Review: the request id to approve (`pinhole approve <request>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+}
+
+/// The request id a review refusal names (`… request rq-<16 hex> …`).
+pub fn request_of(reason: &str) -> Option<String> {
+    let at = reason.find("request rq-")? + "request ".len();
+    let id = reason.get(at..at + 19)?;
+    id.get(3..)
+        .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|_| id.to_owned())
 }
 
 const FALLBACK: &[u8] =
@@ -458,6 +470,11 @@ pub fn decision_error(d: &Decision) -> RpcError {
                 "deny"
             },
             reason: d.reason.clone(),
+            request: if d.effect == Effect::Review {
+                request_of(&d.reason)
+            } else {
+                None
+            },
         }),
     }
 }

@@ -43,7 +43,8 @@ use std::rc::Rc;
 use crate::mask::Masker;
 use crate::mask::RowMasker;
 
-use crate::identity::{AuthError, Identity};
+use crate::engine::{Approval, Decided};
+use crate::identity::{AuthError, Elevated, Identity};
 use crate::pg::codec::{
     self, BackendMessage, BackendPhase, FrontendMessage, FrontendPhase, PgError, StartupMessage,
     TargetKind,
@@ -131,10 +132,11 @@ pub trait Authority {
     /// Re-check a verified identity: expiry and revocation under the
     /// current policy.
     fn recheck(&self, who: &Identity, now: u64) -> Result<(), AuthError>;
-    /// Decide a SQL text (every statement of it).
-    fn decide_sql(&self, who: &Identity, sql: &str) -> Decision;
+    /// Decide a SQL text (every statement of it) at `now` (elevations and
+    /// approvals are time-bound).
+    fn decide_sql(&self, who: &Identity, sql: &str, now: u64) -> Decided;
     /// Decide a fast-path FunctionCall.
-    fn decide_function_call(&self, who: &Identity, oid: u32) -> Decision;
+    fn decide_function_call(&self, who: &Identity, oid: u32, now: u64) -> Decided;
     /// What to mask in this caller's results (`Ok(None)`: nothing).
     fn masker(&self, _who: &Identity) -> Result<Option<Rc<Masker>>, String> {
         Ok(None)
@@ -178,6 +180,10 @@ impl Step {
 pub struct StatementDecision {
     pub sql: String,
     pub decision: Decision,
+    /// A review rule's hold or the approval that lifted it.
+    pub approval: Option<Approval>,
+    /// Roles held through elevation grants for this statement.
+    pub elevated: Vec<Elevated>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -879,7 +885,7 @@ impl Session {
             b'Q' => {
                 let sql = codec::query_view(frame).ok_or_else(malformed)?;
                 let who = self.recheck(authority, now)?;
-                let d = authority.decide_sql(&who, sql);
+                let d = authority.decide_sql(&who, sql, now);
                 self.push_expect(ExpectKind::Query, false);
                 let out = if d.allowed() {
                     if mentions_copy_from(sql) {
@@ -888,7 +894,7 @@ impl Session {
                     }
                     None
                 } else {
-                    Some(codec::query(&refusal_sql(&d)))
+                    Some(codec::query(&refusal_sql(&d.decision)))
                 };
                 self.record(sql, d);
                 Ok(out)
@@ -899,7 +905,7 @@ impl Session {
                     return Err(too_many("prepared statements"));
                 }
                 let who = self.recheck(authority, now)?;
-                let d = authority.decide_sql(&who, sql);
+                let d = authority.decide_sql(&who, sql, now);
                 let out = if d.allowed() {
                     self.push_expect(ExpectKind::Parse, false);
                     self.statements.insert(
@@ -910,7 +916,7 @@ impl Session {
                     );
                     None
                 } else {
-                    let msg = refusal_message(&d);
+                    let msg = refusal_message(&d.decision);
                     let mut out = Vec::new();
                     self.refuse_extended(&msg, &mut out);
                     self.statements
@@ -988,13 +994,13 @@ impl Session {
                     return Err(malformed());
                 };
                 let who = self.recheck(authority, now)?;
-                let d = authority.decide_function_call(&who, fc.function_oid);
+                let d = authority.decide_function_call(&who, fc.function_oid, now);
                 let out = if d.allowed() {
                     self.push_expect(ExpectKind::FunctionCall, false);
                     None
                 } else {
                     self.push_expect(ExpectKind::Query, false);
-                    Some(codec::query(&refusal_sql(&d)))
+                    Some(codec::query(&refusal_sql(&d.decision)))
                 };
                 self.record(&format!("<function call oid {}>", fc.function_oid), d);
                 Ok(out)
@@ -1051,7 +1057,15 @@ impl Session {
         }
     }
 
-    fn record(&mut self, sql: &str, decision: Decision) {
+    fn record(&mut self, sql: &str, decided: Decided) {
+        let Decided {
+            decision,
+            approval,
+            elevated,
+        } = decided;
+        // An approved or elevated statement is always recorded: its audit
+        // event names the grant.
+        let granted = approval.is_some() || !elevated.is_empty();
         if decision.allowed() {
             self.allowed += 1;
             match self
@@ -1062,13 +1076,15 @@ impl Session {
                 Some((_, n)) => *n += 1,
                 None => self.allowed_by_rule.push((decision.rule.clone(), 1)),
             }
-            if !self.record_allowed {
+            if !self.record_allowed && !granted {
                 return;
             }
         }
         self.decisions.push(StatementDecision {
             sql: sql.to_owned(),
             decision,
+            approval,
+            elevated,
         });
     }
 

@@ -30,6 +30,7 @@ use super::codec::{
 use super::session::{
     refusal_block, refusal_message, Authority, Backend, Event, Level, Session, Step,
 };
+use crate::engine::Decided;
 use crate::identity::{AuthError, Identity, VerifiedToken};
 use crate::policy::eval::Decision;
 use crate::policy::Effect;
@@ -93,6 +94,7 @@ fn identity(sub: &str) -> Identity {
             claims: serde_json::Map::new(),
         }),
         roles: vec!["developer".into()],
+        elevated: Vec::new(),
     }
 }
 
@@ -131,7 +133,17 @@ impl Authority for Fake {
         Ok(())
     }
 
-    fn decide_sql(&self, _who: &Identity, sql: &str) -> Decision {
+    fn decide_sql(&self, _who: &Identity, sql: &str, _now: u64) -> Decided {
+        Decided::plain(self.decide_plain(sql))
+    }
+
+    fn decide_function_call(&self, _who: &Identity, oid: u32, _now: u64) -> Decided {
+        Decided::plain(self.decide_fastpath(oid))
+    }
+}
+
+impl Fake {
+    fn decide_plain(&self, sql: &str) -> Decision {
         let lower = sql.to_ascii_lowercase();
         if lower.contains("drop") {
             decision(
@@ -150,7 +162,7 @@ impl Authority for Fake {
         }
     }
 
-    fn decide_function_call(&self, _who: &Identity, oid: u32) -> Decision {
+    fn decide_fastpath(&self, oid: u32) -> Decision {
         if self.allow_fastpath.get() {
             return decision(Effect::Allow, "fastpath", "allowed");
         }
@@ -164,7 +176,7 @@ impl Authority for Fake {
 
 /// The refusal message the session builds for `sql` under the fake policy.
 fn refusal_for(sql: &str) -> String {
-    refusal_message(&Fake::new().decide_sql(&identity("good"), sql))
+    refusal_message(&Fake::new().decide_plain(sql))
 }
 
 // ====================================================================
@@ -2405,7 +2417,7 @@ fn function_call_is_refused_with_a_query() {
     each_feed(|feed| {
         let mut c = ready(feed);
         let got = c.client(&function_call(1234));
-        let msg = refusal_message(&Fake::new().decide_function_call(&identity("good"), 1234));
+        let msg = refusal_message(&Fake::new().decide_fastpath(1234));
         assert!(msg.contains("no-fastpath"));
         assert_eq!(got, codec::query(&refusal_block(&msg)));
         let got = c.server(&cat(&[raised(&msg), rfq(b'I')]));

@@ -383,11 +383,21 @@ pub fn verify(
 /// An Ed25519 public key from its base64 text (standard alphabet, 32
 /// bytes: `publisher_key`, the `.pub` file of `pinhole keygen`). The error
 /// is the end of a sentence ("… is not …").
+/// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410).
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
 pub fn public_key_from_base64(text: &str) -> Result<ed25519_compact::PublicKey, String> {
     use base64::Engine as _;
-    let raw = base64::engine::general_purpose::STANDARD
+    let mut raw = base64::engine::general_purpose::STANDARD
         .decode(text.trim().as_bytes())
         .map_err(|e| format!("is not valid base64 ({e}); it must be the base64 of a 32-byte Ed25519 public key, as `pinhole keygen` writes it to KEY.pub"))?;
+    // The DER SubjectPublicKeyInfo form (`MCowBQYDK2VwAyEA…`, the body of
+    // `openssl pkey -pubout`) is the raw key behind a fixed 12-byte prefix.
+    if raw.len() == 44 && raw.starts_with(&ED25519_SPKI_PREFIX) {
+        raw.drain(..ED25519_SPKI_PREFIX.len());
+    }
     let pk = ed25519_compact::PublicKey::from_slice(&raw).map_err(|_| {
         format!(
             "is {} bytes long; an Ed25519 public key is 32 bytes (base64, as `pinhole keygen` writes it to KEY.pub)",
@@ -584,6 +594,10 @@ mod tests {
                 reason: None,
             }],
             masking: vec![],
+            approvers: vec![],
+            reviews: vec![],
+            elevation: vec![],
+            grants: vec![],
         }
     }
 

@@ -27,6 +27,61 @@ pub struct Policy {
     /// so policies without masking compile to the same bytes as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub masking: Vec<MaskRule>,
+    /// People who may sign grants (approvals of held commands and role
+    /// elevations), each with an Ed25519 public key. Absent from the blob
+    /// when empty, like every approvals field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<Approver>,
+    /// Who may approve the commands of each `review` rule, and for how long.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviews: Vec<ReviewRule>,
+    /// Just-in-time elevation: which roles may be granted to whom, for how
+    /// long, approved by whom.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elevation: Vec<Elevation>,
+    /// Signed grants (`pinhole approve`, `pinhole elevate`) delivered with
+    /// the policy, as their token text. The filter verifies each one against
+    /// this policy when it loads (see [`crate::grant`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
+}
+
+/// A person who may sign grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approver {
+    /// Unique name, written into the grants this approver signs.
+    pub name: String,
+    /// The approver groups (`approvers:` keys) this person belongs to.
+    pub groups: Vec<String>,
+    /// Ed25519 public key: base64 of the 32 raw bytes.
+    pub key: String,
+    /// The approver's own identity (`sub`), when known: a grant for that
+    /// subject is a self-approval and is refused (as is one whose subject
+    /// equals `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// The approval settings of one `review` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRule {
+    /// The rule's id.
+    pub rule: String,
+    /// Approver groups whose members may approve its commands; empty: no
+    /// one can (the command stays refused).
+    pub approvers: Vec<String>,
+    /// The longest validity of an approval of this rule, in seconds.
+    pub grant_ttl_secs: u64,
+}
+
+/// One elevation rule: `role` may be granted to callers holding one of
+/// `eligible`, for at most `max_secs`, by a member of `approvers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Elevation {
+    pub role: String,
+    pub eligible: Vec<String>,
+    pub max_secs: u64,
+    pub approvers: Vec<String>,
 }
 
 /// Subjects and token ids whose tokens are refused even when otherwise valid.
@@ -198,8 +253,9 @@ pub struct Target {
 pub enum Effect {
     Allow,
     Deny,
-    /// Needs a human reviewer's approval. Until approvals exist the filter
-    /// refuses it (never allows).
+    /// Needs a human reviewer's approval: refused until a grant signed by
+    /// an approver of the rule covers this exact command (see
+    /// [`crate::grant`]).
     Review,
 }
 
@@ -566,5 +622,18 @@ impl Policy {
 
     pub fn issuer(&self, name: &str) -> Option<&Issuer> {
         self.issuers.iter().find(|i| i.name == name)
+    }
+
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// The approval settings of a review rule (none: no one can approve).
+    pub fn review(&self, rule: &str) -> Option<&ReviewRule> {
+        self.reviews.iter().find(|r| r.rule == rule)
+    }
+
+    pub fn approver(&self, name: &str) -> Option<&Approver> {
+        self.approvers.iter().find(|a| a.name == name)
     }
 }

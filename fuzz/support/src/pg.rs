@@ -21,6 +21,7 @@
 
 use std::rc::Rc;
 
+use pinhole_filter::engine::Decided;
 use pinhole_filter::identity::{AuthError, Identity, VerifiedToken};
 use pinhole_filter::pg::codec::{
     self, BackendMessage, BackendPhase, FrontendMessage, FrontendPhase, StartupMessage,
@@ -89,6 +90,7 @@ fn identity(sub: &str, roles: &[&str]) -> Identity {
             claims: serde_json::Map::new(),
         }),
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        elevated: Vec::new(),
     }
 }
 
@@ -122,7 +124,17 @@ impl Authority for Fake {
         Ok(())
     }
 
-    fn decide_sql(&self, who: &Identity, sql: &str) -> Decision {
+    fn decide_sql(&self, who: &Identity, sql: &str, _now: u64) -> Decided {
+        Decided::plain(self.decide_plain(who, sql))
+    }
+
+    fn decide_function_call(&self, _who: &Identity, oid: u32, _now: u64) -> Decided {
+        Decided::plain(self.decide_fastpath(oid))
+    }
+}
+
+impl Fake {
+    pub fn decide_plain(&self, who: &Identity, sql: &str) -> Decision {
         match &self.rules {
             Rules::Strings => {
                 let lower = sql.to_ascii_lowercase();
@@ -146,7 +158,7 @@ impl Authority for Fake {
         }
     }
 
-    fn decide_function_call(&self, _who: &Identity, oid: u32) -> Decision {
+    pub fn decide_fastpath(&self, oid: u32) -> Decision {
         if self.allow_fastpath {
             decision(Effect::Allow, "fastpath", "allowed")
         } else {
@@ -438,7 +450,7 @@ pub fn check_invariants(c: &Conn) {
                     "SQL reached the server before login: {sql:?}"
                 );
                 if let Some(who) = who {
-                    let d = c.a.decide_sql(who, sql);
+                    let d = c.a.decide_plain(who, sql);
                     assert!(
                         d.allowed(),
                         "refused SQL reached the server: {sql:?} ({})",
