@@ -41,18 +41,17 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_RULE_ID_LEN: usize = 128;
 
 const TOP_KEYS: &[&str] = &[
-    "version", "name", "identity", "roles", "targets", "rules", "masking",
+    "version",
+    "name",
+    "identity",
+    "roles",
+    "targets",
+    "rules",
+    "masking",
+    "approvers",
+    "elevation",
 ];
-const TOP_FUTURE: Future<'static> = &[
-    (
-        "elevation",
-        "`elevation` is not supported yet: just-in-time elevation arrives with the approvals support",
-    ),
-    (
-        "approvers",
-        "`approvers` is not supported yet: approvers arrive with the approvals support",
-    ),
-];
+const TOP_FUTURE: Future<'static> = &[];
 const IDENTITY_KEYS: &[&str] = &["issuers", "revoked"];
 const ISSUER_KEYS: &[&str] = &[
     "name",
@@ -77,17 +76,16 @@ const TARGET_KEYS: &[&str] = &[
 const TARGET_FUTURE: Future<'static> = &[];
 const RULE_KEYS: &[&str] = &["id", "reason", "allow", "deny", "review"];
 const EFFECTS: &[&str] = &["allow", "deny", "review"];
-const BODY_KEYS: &[&str] = &["roles", "target", "mcp", "http", "sql"];
-const BODY_FUTURE: Future<'static> = &[
-    (
-        "approvers",
-        "`approvers` is not supported yet: approvers arrive with the approvals support (until then every `review` rule refuses)",
-    ),
-    (
-        "grant_ttl",
-        "`grant_ttl` is not supported yet: grants arrive with the approvals support (until then every `review` rule refuses)",
-    ),
+const BODY_KEYS: &[&str] = &[
+    "roles",
+    "target",
+    "mcp",
+    "http",
+    "sql",
+    "approvers",
+    "grant_ttl",
 ];
+const BODY_FUTURE: Future<'static> = &[];
 const MCP_KEYS: &[&str] = &[
     "tools",
     "arguments",
@@ -226,6 +224,7 @@ pub fn compile(source: &[u8], base_dir: &Path, files: &dyn FileSource) -> Compil
             used_targets: HashSet::new(),
             admin_roles: BTreeSet::new(),
             rule_ids: HashMap::new(),
+            groups: approvals::Groups::default(),
         };
         let p = lower.policy(&root);
         jwks = std::mem::take(&mut lower.jwks);
@@ -269,7 +268,12 @@ struct Lower<'c, 'd> {
     admin_roles: BTreeSet<String>,
     /// Rule ids and where they are defined (masking rule ids must differ).
     rule_ids: HashMap<String, Span>,
+    /// Approver groups and review settings.
+    groups: approvals::Groups,
 }
+
+mod approvals;
+pub use approvals::MAX_GRANT_SECS;
 
 impl Lower<'_, '_> {
     fn policy(&mut self, root: &Node) -> Policy {
@@ -313,6 +317,9 @@ impl Lower<'_, '_> {
         if let Some(n) = self.ck.required(&f, "targets", "the policy") {
             p.targets = self.targets(n);
         }
+        if let Some(n) = f.node("approvers") {
+            p.approvers = self.approvers(n);
+        }
         match f.get("rules") {
             Some(e) => p.rules = self.rules(&e.value),
             None => {
@@ -326,6 +333,13 @@ impl Lower<'_, '_> {
         }
         if let Some(n) = f.node("masking") {
             p.masking = self.masking(n, &p.targets);
+        }
+        if let Some(n) = f.node("elevation") {
+            p.elevation = self.elevation(n);
+        }
+        p.reviews = std::mem::take(&mut self.groups.reviews);
+        if !self.ck.diags.has_errors() {
+            self.approval_lints();
         }
         self.unused(&f);
         p
@@ -1140,7 +1154,16 @@ impl Lower<'_, '_> {
                 (*one, effect)
             }
         };
-        let (roles, target, matcher) = self.body(&effect_entry.value, &what, effect)?;
+        let body = self.body(&effect_entry.value, &what, effect);
+        if let Some(id) = id.as_ref().filter(|_| id_ok) {
+            self.review_settings(
+                &effect_entry.value,
+                &id.value,
+                effect,
+                effect_entry.key_span,
+            );
+        }
+        let (roles, target, matcher) = body?;
         Some(Rule {
             id: id.filter(|_| id_ok)?.value,
             effect,

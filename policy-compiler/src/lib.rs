@@ -37,6 +37,7 @@ pub mod diff;
 pub mod duration;
 pub mod explain;
 pub mod fields;
+pub mod grants;
 pub mod junit;
 pub mod lint;
 pub mod scenario;

@@ -93,7 +93,7 @@ versoin: 2
             "20:5: unknown key `reasn` in a rule; did you mean `reason`?",
             "21:38: `http` applies only to http targets; target `tools` is mcp",
             "22:14: unknown key `alow` in a rule; did you mean `allow`?",
-            "23:38: unknown key `colour` in the `allow` of rule `d` (expected one of: roles, target, mcp, http, sql)",
+            "23:38: unknown key `colour` in the `allow` of rule `d` (expected one of: roles, target, mcp, http, sql, approvers, grant_ttl)",
             "24:1: unknown key `versoin` in the policy; did you mean `version`?",
         ]
     );
@@ -558,7 +558,13 @@ fn review_rules_are_accepted() {
         "{BODY}  - {{ id: r, review: {{ roles: [analyst], target: tools, mcp: {{ tools: [drop_*] }} }} }}\n"
     ));
     let c = compile_str(&src);
-    assert_eq!(common::render(&c), Vec::<String>::new());
+    let rendered = common::render(&c);
+    assert_eq!(rendered.len(), 1, "{rendered:?}");
+    assert!(
+        rendered[0]
+            .contains("review rule `r` has no `approvers`: its commands can never be approved"),
+        "{rendered:?}"
+    );
     let p = c.policy.unwrap();
     assert_eq!(
         p.rules.last().unwrap().effect,
@@ -566,24 +572,72 @@ fn review_rules_are_accepted() {
     );
 }
 
+const DANA: &str = "ZPTR0phQgHtSM+UQGyRS7BbirtdfsGcDpnWWV7fwfl4=";
+
 #[test]
-fn future_keys_get_a_clear_message() {
-    let src = with_head(
+fn approvals_and_elevation_compile() {
+    let src = with_head(&format!(
         "\
+roles:
+  analyst: {{ groups: [a] }}
+  lead: {{ groups: [l] }}
 targets:
-  db: { protocol: postgres, backend_user: app }
+  db: {{ protocol: postgres, backend_user: app }}
 rules:
-  - { id: r, review: { target: db, approvers: [leads] } }
-elevation: []
-",
-    );
-    assert_eq!(
-        errors(&src),
-        [
-            "13:36: `approvers` is not supported yet: approvers arrive with the approvals support (until then every `review` rule refuses)",
-            "14:1: `elevation` is not supported yet: just-in-time elevation arrives with the approvals support",
-        ]
-    );
+  - {{ id: r, review: {{ roles: [analyst], target: db, approvers: [leads], grant_ttl: 20m }} }}
+approvers:
+  leads:
+    - {{ name: dana, ed25519: \"{DANA}\", subject: dana@x }}
+  ops:
+    - {{ name: dana, ed25519: \"{DANA}\" }}
+elevation:
+  - {{ role: analyst, eligible: [lead], max: 1h, approvers: [ops] }}
+"
+    ));
+    let c = compile_str(&src);
+    assert_eq!(common::render(&c), Vec::<String>::new());
+    let p = c.policy.unwrap();
+    assert_eq!(p.approvers.len(), 1);
+    assert_eq!(p.approvers[0].groups, ["leads", "ops"]);
+    assert_eq!(p.reviews[0].grant_ttl_secs, 1200);
+    assert_eq!(p.reviews[0].approvers, ["leads"]);
+    assert_eq!(p.elevation[0].max_secs, 3600);
+}
+
+#[test]
+fn approvals_mistakes_are_named() {
+    let src = with_head(&format!(
+        "\
+roles:
+  analyst: {{ groups: [a] }}
+  dba: {{ groups: [d] }}
+targets:
+  db: {{ protocol: postgres, backend_user: app }}
+rules:
+  - {{ id: r, review: {{ target: db, approvers: [lead], grant_ttl: 30d }} }}
+  - {{ id: a, allow: {{ target: db, approvers: [leads] }} }}
+approvers:
+  leads:
+    - {{ name: dana, ed25519: \"not-a-key\" }}
+    - {{ name: olga, ed25519: \"{DANA}\" }}
+    - {{ name: olga, ed25519: \"MCowBQYDK2VwAyEAZPTR0phQgHtSM+UQGyRS7BbirtdfsGcDpnWWV7fwfl4=\" }}
+elevation:
+  - {{ role: dbas, eligible: [analyst], max: 2h, approvers: [leads] }}
+"
+    ));
+    let e = errors(&src);
+    let want = [
+        "unknown approver group `lead`; did you mean `leads`?",
+        "`grant_ttl` must be between 1s and 7d",
+        "`approvers` applies only to `review` rules; rule `a` is `allow`",
+        "`ed25519` is not valid base64",
+        "unknown role `dbas`; did you mean `dba`?",
+    ];
+    for w in want {
+        assert!(e.iter().any(|l| l.contains(w)), "missing {w:?} in {e:?}");
+    }
+    // The SPKI form of the same key is the same person: no error for olga.
+    assert!(!e.iter().any(|l| l.contains("olga")), "{e:?}");
 }
 
 #[test]
@@ -757,7 +811,7 @@ fn diagnostics_render_with_the_file_name() {
         .unwrap();
     assert_eq!(
         d.render("policy.yaml"),
-        "policy.yaml:2:1: error: unknown key `foo` in the policy (expected one of: version, name, identity, roles, targets, rules, masking)"
+        "policy.yaml:2:1: error: unknown key `foo` in the policy (expected one of: version, name, identity, roles, targets, rules, masking, approvers, elevation)"
     );
     let _ = diags("version: 1\n");
 }

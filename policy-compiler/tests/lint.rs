@@ -92,6 +92,11 @@ fn review_shadows_allow_and_deny_shadows_review_over_http() {
   - { id: post, allow: { roles: [sre], target: api, http: { methods: [PUT], paths: ["/v1/x"] } } }
 "#
     ));
+    // (The approvals lint is not what this test is about.)
+    let w: Vec<String> = w
+        .into_iter()
+        .filter(|l| !l.contains("has no `approvers`"))
+        .collect();
     assert_eq!(
         w,
         [

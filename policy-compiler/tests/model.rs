@@ -66,7 +66,10 @@ rules:
   - id: no-secrets
     deny: { target: tools, mcp: { tools: ["*secret*"] } }
   - id: db-all
-    review: { target: orders-db }
+    review: { target: orders-db, approvers: [leads], grant_ttl: 10m }
+approvers:
+  leads:
+    - { name: dana, ed25519: "ZPTR0phQgHtSM+UQGyRS7BbirtdfsGcDpnWWV7fwfl4=" }
 "#;
 
 #[test]

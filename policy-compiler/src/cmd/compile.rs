@@ -22,6 +22,12 @@ pub struct Args {
     /// with the matching `publisher_key` loads only blobs signed with it.
     #[arg(long, value_name = "KEY")]
     pub sign_key: Option<PathBuf>,
+    /// Grants to ship with the policy (repeatable): files from `pinhole approve` /
+    /// `pinhole elevate`, or directories of `*.grant` files. Each is checked against the policy
+    /// (signature, approver, rule, validity); expired ones are left out, any other problem
+    /// writes nothing.
+    #[arg(long, value_name = "PATH")]
+    pub grants: Vec<PathBuf>,
     /// Output format. `json` prints {"file", "ok", "errors", "warnings", "diagnostics",
     /// "output", "size", "digest", "signed_by"} on stdout (`output`, `size`, `digest` are null
     /// when nothing was written; `signed_by` is the key id, or null).
@@ -73,7 +79,11 @@ pub fn run(a: &Args) -> Exit {
     let Some(policy) = &loaded.compiled.policy else {
         return Exit::Policy;
     };
-    let mut bytes = match policy_compiler::encode(&loaded, policy, epoch) {
+    let policy = match super::with_grants(policy, &a.grants) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let mut bytes = match policy_compiler::encode(&loaded, &policy, epoch) {
         Ok(b) => b,
         Err(e) => return usage_error(format!("cannot encode the blob: {e}")),
     };

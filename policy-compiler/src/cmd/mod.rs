@@ -3,10 +3,12 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod approve;
 mod audit;
 mod check;
 mod compile;
 mod diff;
+mod elevate;
 mod explain;
 mod inspect;
 mod istio;
@@ -180,7 +182,27 @@ pub enum Command {
     /// Audit logs: `pinhole audit verify FILE...` checks their hash chains (docs/audit.md).
     #[command(after_help = audit::AUDIT_EXIT_CODES)]
     Audit(audit::Args),
+    /// Approve one command held by a `review` rule: show it, then sign a grant bound to its
+    /// subject, target, rule and exact command, valid for a bounded time.
+    #[command(after_help = GRANT_EXIT_CODES)]
+    Approve(Box<approve::Args>),
+    /// Elevate a subject to a role for a while (just-in-time access), under the policy's
+    /// `elevation:` rules: a signed grant that ends by itself.
+    #[command(after_help = GRANT_EXIT_CODES)]
+    Elevate(Box<elevate::Args>),
 }
+
+const GRANT_EXIT_CODES: &str = "\
+Ship the grant with the policy: `pinhole push policy.yaml --grants grants/ ...` (or `pinhole
+compile policy.yaml --grants grants/ -o policy.blob`). The filter checks it again when the policy
+loads.
+
+Exit codes:
+  0  grant written
+  1  refused: the key is no approver of the policy, the approver may not approve this rule or
+     grant this role for that long, it is a self-approval, the request is not in the logs or its
+     event was altered, or the confirmation was declined
+  2  usage error: bad arguments, unreadable key, policy or log, unwritable output";
 
 /// Output format for machine consumers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -204,6 +226,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Push(a) => push::run(&a),
         Command::Istio(a) => istio::run(&a),
         Command::Audit(a) => audit::run(&a),
+        Command::Approve(a) => approve::run(&a),
+        Command::Elevate(a) => elevate::run(&a),
     }
 }
 
@@ -237,6 +261,41 @@ pub fn sign_key(path: Option<&std::path::Path>) -> Result<Option<ed25519_compact
 }
 
 /// Print a usage/IO error and return [`Exit::Usage`].
+/// `policy` with the grants of `paths` (see `policy_compiler::grants`):
+/// problems are printed, and nothing is to be written then.
+pub fn with_grants(
+    policy: &pinhole_filter::policy::Policy,
+    paths: &[std::path::PathBuf],
+) -> Result<pinhole_filter::policy::Policy, Exit> {
+    let mut p = policy.clone();
+    if paths.is_empty() {
+        return Ok(p);
+    }
+    match policy_compiler::grants::read(paths, policy, policy_compiler::grants::now()) {
+        Ok(read) => {
+            for n in &read.notes {
+                eprintln!("pinhole: note: {n}");
+            }
+            eprintln!(
+                "pinhole: {} shipped with the policy",
+                policy_compiler::diag::plural(read.tokens.len(), "grant")
+            );
+            p.grants = read.tokens;
+            Ok(p)
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("pinhole: error: {e}");
+            }
+            eprintln!(
+                "pinhole: {} refused; nothing written",
+                policy_compiler::diag::plural(errors.len(), "grant")
+            );
+            Err(Exit::Policy)
+        }
+    }
+}
+
 pub fn usage_error(msg: impl std::fmt::Display) -> Exit {
     eprintln!("pinhole: error: {msg}");
     Exit::Usage

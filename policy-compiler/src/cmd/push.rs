@@ -95,6 +95,11 @@ pub struct Source {
     /// Default: the public key of --sign-key; without either, no `publisher_key`.
     #[arg(long, value_name = "PUB")]
     pub publisher_key: Option<String>,
+    /// Grants to ship with the policy (repeatable; YAML policies only): files from
+    /// `pinhole approve` / `pinhole elevate`, or directories of `*.grant` files, checked as
+    /// `pinhole compile --grants` does.
+    #[arg(long, value_name = "PATH")]
+    pub grants: Vec<PathBuf>,
 }
 
 /// A policy ready to ship: the blob, and what the filter configuration says
@@ -184,6 +189,13 @@ pub fn prepare(a: &Source, format: Format) -> Result<Prepared, Exit> {
         None => key.as_ref().map(|k| k.pk),
     };
     let (mut bytes, warnings) = if starts_with_magic(&a.policy)? {
+        if !a.grants.is_empty() {
+            return Err(usage_error(format!(
+                "--grants needs the policy source: {} is a compiled blob (use `pinhole compile \
+                 --grants` to make the blob, or pass the YAML here)",
+                a.policy.display()
+            )));
+        }
         (read_blob(&a.policy)?, 0)
     } else {
         compile_yaml(a, format, epoch)?
@@ -358,7 +370,8 @@ fn compile_yaml(a: &Source, format: Format, epoch: Option<u64>) -> Result<(Vec<u
     let Some(policy) = &c.policy else {
         return Err(Exit::Policy);
     };
-    let bytes = policy_compiler::encode(&loaded, policy, epoch)
+    let policy = super::with_grants(policy, &a.grants)?;
+    let bytes = policy_compiler::encode(&loaded, &policy, epoch)
         .map_err(|e| usage_error(format!("cannot encode the blob: {e}")))?;
     Ok((bytes, c.warning_count()))
 }
