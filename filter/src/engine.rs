@@ -263,10 +263,11 @@ pub struct Approval {
 /// The grant an approval used.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GrantUse {
-    pub id: String,
+    // Fields in key order: audit events serialize it canonically.
     pub approver: String,
     /// Seconds since the Unix epoch.
     pub expires: u64,
+    pub id: String,
 }
 
 impl std::fmt::Debug for Engine {
