@@ -985,3 +985,84 @@ fn istio_usage_errors() {
     assert!(stderr(&o).contains("oci://, https://"), "{}", stderr(&o));
     assert!(files_in(dir.path()).is_empty());
 }
+
+#[test]
+fn push_carries_the_review_webhook() {
+    let dir = setup();
+    let wasm = wasm(dir.path());
+    let o = pinhole(
+        &[
+            "push",
+            P,
+            "--target",
+            "status-api",
+            "--wasm",
+            &wasm,
+            "--review-webhook",
+            "review_hook",
+            "--review-webhook-path",
+            "/hook",
+            "--out",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let doc: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let (pc, _) = plugin_config(&doc);
+    let hook = pc.review_webhook.unwrap();
+    assert_eq!(
+        (hook.cluster.as_str(), hook.path.as_str()),
+        ("review_hook", "/hook")
+    );
+    // --grants needs the YAML: a blob cannot take grants.
+    let blob_path = dir.path().join("p.bin");
+    let c = pinhole(
+        &["compile", P, "-o", blob_path.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(code(&c), 0, "{}", stderr(&c));
+    let g = dir.path().join("x.grant");
+    std::fs::write(&g, "# nothing\n").unwrap();
+    let o = pinhole(
+        &[
+            "push",
+            blob_path.to_str().unwrap(),
+            "--target",
+            "status-api",
+            "--wasm",
+            &wasm,
+            "--grants",
+            g.to_str().unwrap(),
+            "--out",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--grants needs the policy source"),
+        "{}",
+        stderr(&o)
+    );
+    // A grant file that is not a grant is refused by compile.
+    std::fs::write(&g, "pinhole-grant.v1.junk.junk\n").unwrap();
+    let o = pinhole(
+        &[
+            "compile",
+            P,
+            "--grants",
+            g.to_str().unwrap(),
+            "-o",
+            "out.bin",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("x.grant:1: this grant is malformed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("out.bin").exists());
+}

@@ -1331,3 +1331,22 @@ fn sql_tool_calls_are_decided_per_statement() {
     let r: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(r["error"]["data"]["rule"], json!("agent-sql"));
 }
+
+#[test]
+fn review_refusals_carry_the_request_id() {
+    use crate::mcp::request::{decision_error, request_of};
+    let d = crate::policy::eval::Decision {
+        effect: Effect::Review,
+        rule: Some("r".into()),
+        reason: "tool `x` requires a reviewer's approval; request rq-0123456789abcdef: ask".into(),
+    };
+    let e = decision_error(&d);
+    assert_eq!(e.code, crate::mcp::REVIEW_REQUIRED);
+    assert_eq!(
+        e.data.and_then(|d| d.request).as_deref(),
+        Some("rq-0123456789abcdef")
+    );
+    assert_eq!(request_of("request rq-0123"), None);
+    assert_eq!(request_of("request rq-0123456789abcdeg"), None);
+    assert_eq!(request_of("no id"), None);
+}

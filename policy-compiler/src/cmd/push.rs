@@ -100,6 +100,13 @@ pub struct Source {
     /// `pinhole compile --grants` does.
     #[arg(long, value_name = "PATH")]
     pub grants: Vec<PathBuf>,
+    /// The Envoy cluster that receives a notice (JSON POST) for each command held by a
+    /// `review` rule: the configuration's `review_webhook` (docs/deploying.md).
+    #[arg(long, value_name = "CLUSTER")]
+    pub review_webhook: Option<String>,
+    /// The path of those POSTs (default `/`).
+    #[arg(long, value_name = "PATH", requires = "review_webhook")]
+    pub review_webhook_path: Option<String>,
 }
 
 /// A policy ready to ship: the blob, and what the filter configuration says
@@ -122,6 +129,8 @@ pub struct Prepared {
     /// The key id of the blob's signature (not necessarily checked when
     /// there is no `publisher_key`).
     pub signed_by: Option<String>,
+    /// The configuration's `review_webhook`: (cluster, path).
+    pub review_webhook: Option<(String, String)>,
 }
 
 impl Prepared {
@@ -142,7 +151,8 @@ impl Prepared {
     }
 
     /// The filter's plugin configuration JSON:
-    /// `{"listener", "policy", "target"}` and `publisher_key` when set
+    /// `{"listener", "policy", "target"}`, and `publisher_key` and
+    /// `review_webhook` when set
     /// (engine::PluginConfig).
     pub fn plugin_config(&self) -> String {
         let mut cfg = serde_json::json!({
@@ -152,6 +162,12 @@ impl Prepared {
         });
         if let (Some(k), Some(m)) = (&self.publisher_key, cfg.as_object_mut()) {
             m.insert("publisher_key".into(), k.clone().into());
+        }
+        if let (Some((cluster, path)), Some(m)) = (&self.review_webhook, cfg.as_object_mut()) {
+            m.insert(
+                "review_webhook".into(),
+                serde_json::json!({"cluster": cluster, "path": path}),
+            );
         }
         cfg.to_string()
     }
@@ -306,6 +322,12 @@ pub fn prepare(a: &Source, format: Format) -> Result<Prepared, Exit> {
         warnings,
         publisher_key: publisher.as_ref().map(blob::public_key_base64),
         signed_by,
+        review_webhook: a.review_webhook.clone().map(|c| {
+            (
+                c,
+                a.review_webhook_path.clone().unwrap_or_else(|| "/".into()),
+            )
+        }),
     })
 }
 
