@@ -156,7 +156,7 @@ def show_rejected_tokens(base_url: str, ks: KeySet) -> None:
 
 
 async def show_review(url: str, token: str) -> None:
-    heading("dba: a schema migration needs a reviewer (a `review` rule refuses until approvals exist)")
+    heading("dba: a schema migration needs a reviewer (held with a request id until a dba lead approves it)")
     args = {"name": "2026_11_add_order_note"}
     label = f"run_migration {json.dumps(args)}"
     async with harness.mcp_session(url, token) as client:
@@ -207,12 +207,18 @@ def show_postgres(artifacts: harness.Artifacts, workdir: Path, ks: KeySet, clust
     text = text.replace("backend_password_env: ORDERS_DB_PASSWORD", f"backend_password_env: {pg.PASSWORD_ENV}")
     text = text.replace("../mcp-tools/keys/", "keys/")
     (workdir / "orders-db.policy.yaml").write_text(text)
-    blob = harness.compile_policy(artifacts.pinhole, workdir / "orders-db.policy.yaml", workdir / "orders-db.bin")
-    config = envoyctl.render(envoyctl.ROOT / "envoy" / "postgres.yaml", workdir / "envoy-postgres.yaml",
-                             WASM=artifacts.wasm, UPSTREAM_PORT=cluster.port, PASSWORD_ENV=pg.PASSWORD_ENV,
-                             PLUGIN_CONFIG=envoyctl.plugin_config("orders-db", blob, listener="postgres"))
+    # Delivered the way operators do it: `pinhole push` writes the ECDS file
+    # Envoy watches (envoy/postgres-ecds.yaml), so later pushes (a grant, a
+    # revocation) apply without a restart.
+    ecds_path = workdir / "orders-db.ecds.json"
+    push = [str(artifacts.pinhole), "push", str(workdir / "orders-db.policy.yaml"), "--target", "orders-db",
+            "--wasm", str(artifacts.wasm), "--vm-id", "pinhole-postgres-ecds", "--out", str(ecds_path)]
+    subprocess.run(push + ["--version", "v1"], check=True, capture_output=True, text=True)
+    config = envoyctl.render(envoyctl.ROOT / "envoy" / "postgres-ecds.yaml", workdir / "envoy-postgres.yaml",
+                             UPSTREAM_PORT=cluster.port, ECDS_PATH=ecds_path)
     envoy = envoyctl.Envoy(config, workdir, name="envoy-postgres",
                            env={pg.PASSWORD_ENV: cluster.password}).start(timeout=60)
+    wait_reloads(envoy, 1)
     port = envoy.listen_port
     print(f"  PostgreSQL 15    127.0.0.1:{cluster.port}  (backend role {pg.BACKEND_USER}, scram-sha-256; "
           f"its password only in Envoy's environment)")
@@ -250,6 +256,7 @@ def show_postgres(artifacts: harness.Artifacts, workdir: Path, ks: KeySet, clust
         "ALTER TABLE orders ADD COLUMN note text",
         "TRUNCATE orders",
     ])
+    show_approval(artifacts, workdir, envoy, port, dba, push)
     print()
     print(bold("refused logins"))
     for title, token in (
@@ -269,6 +276,56 @@ def show_postgres(artifacts: harness.Artifacts, workdir: Path, ks: KeySet, clust
         one = " ".join(st.split())
         print(f"  {dim('ran')} {short(one, 110)}")
     return envoy
+
+
+def wait_reloads(envoy: envoyctl.Envoy, n: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = sum(v for k, v in envoy.stats("extension_config_discovery.").items() if k.endswith("config_reload"))
+        if got >= n:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"Envoy did not apply ECDS update #{n}")
+
+
+def show_approval(artifacts: harness.Artifacts, workdir: Path, envoy: envoyctl.Envoy, port: int,
+                  dba: str, push: list[str]) -> None:
+    """Story 4: the held ALTER is approved by a dba lead and runs; another
+    statement is still held."""
+    print()
+    print(bold("a reviewer approves dan's ALTER TABLE") + dim("  (pinhole approve, signed with olga's key; pushed with the policy)"))
+    alter = "ALTER TABLE orders ADD COLUMN note text"
+    r = pg.psql(port, "alice", dba, alter)
+    m = re.search(r"request (rq-[0-9a-f]{16})", r.stderr)
+    if not m:
+        print(f"  {red('?')} no request id in the refusal: {short(r.stderr, 120)}")
+        return
+    request = m.group(1)
+    print(f"  held           request {request}")
+    deadline = time.monotonic() + 20  # Envoy writes its log in batches
+    while time.monotonic() < deadline and request not in envoy.log_text():
+        time.sleep(0.2)
+    grant = workdir / f"{request}.grant"
+    keys = ROOT / "examples" / "keys-demo"
+    ok = subprocess.run([str(artifacts.pinhole), "approve", request, "--from", str(envoy.log_path),
+                         "--policy", str(workdir / "orders-db.policy.yaml"), "--key", str(keys / "olga.key"),
+                         "--for", "10m", "--yes", "-o", str(grant)], capture_output=True, text=True)
+    if ok.returncode != 0:
+        print(f"  {red('✘')} pinhole approve failed: {short(ok.stderr, 200)}")
+        return
+    for line in ok.stderr.splitlines()[:7]:
+        print(dim(f"  {line}"))
+    subprocess.run(push + ["--version", "v2", "--grants", str(grant)], check=True, capture_output=True, text=True)
+    wait_reloads(envoy, 2)
+    print(f"  pushed         the policy with the grant (ECDS; Envoy not restarted)")
+    for sql in (alter, "ALTER TABLE orders ADD COLUMN other text"):
+        r = pg.psql(port, "alice", dba, sql)
+        if r.returncode == 0:
+            print(f"  {green('ALLOW ')} {short(sql, 60):60}  → approved by olga")
+        else:
+            err = next((ln for ln in r.stderr.splitlines() if "ERROR" in ln), r.stderr.strip())
+            err = re.sub(r"^.*?ERROR:\s*", "", err)
+            print(f"  {red('REFUSE')} {short(sql, 60):60}  → {short(err, 90)}")
 
 
 def main() -> int:

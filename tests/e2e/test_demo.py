@@ -41,6 +41,10 @@ def test_demo_runs(artifacts, tmp_path) -> None:
     assert "42501" in line("REFUSE DROP TABLE orders")
     assert "42501" in line("REFUSE SELECT 1; DELETE FROM orders")
     assert "approval required" in line("REFUSE ALTER TABLE orders ADD COLUMN note text")
+    # Story 4: approved by a reviewer, pushed, the same statement runs; another does not.
+    assert line("held           request rq-")
+    assert "approved by olga" in line("ALLOW  ALTER TABLE orders ADD COLUMN note text")
+    assert "approval required" in line("REFUSE ALTER TABLE orders ADD COLUMN other text")
     assert "28P01" in line("REFUSE expired token") or "token expired" in line("REFUSE expired token")
     assert "subject revoked" in line("REFUSE revoked contractor")
     # The database ran the allowed statements and, for refusals, only the
