@@ -94,6 +94,7 @@ pub fn diff(old_name: &str, old: &Policy, new_name: &str, new: &Policy) -> Diff 
     rules(old, new, &mut changes);
     identity(old, new, &mut changes);
     revocations(old, new, &mut changes);
+    approvals(old, new, &mut changes);
     targets(old, new, &mut changes);
     let widened = changes.iter().any(|c| c.direction.may_widen());
     let mut counts = BTreeMap::new();
@@ -1374,6 +1375,162 @@ fn revocations(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
     }
 }
 
+/// Approvers, review settings and elevation rules: more approvers, longer
+/// approvals, new or wider elevations widen access.
+fn approvals(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
+    let mut push = |direction, summary: String, detail: Value| {
+        out.push(Change {
+            section: "approvals",
+            direction,
+            group: "approvals".into(),
+            summary,
+            detail,
+        })
+    };
+    for n in &new.approvers {
+        match old.approvers.iter().find(|o| o.name == n.name) {
+            None => push(
+                Direction::Widens,
+                format!("approver `{}` added (groups {})", n.name, qlist(&n.groups)),
+                json!({ "change": "added", "approver": n.name, "groups": n.groups }),
+            ),
+            Some(o) => {
+                if o.key != n.key || o.subject != n.subject {
+                    push(
+                        Direction::Changes,
+                        format!("approver `{}`: key or subject changed", n.name),
+                        json!({ "change": "changed", "approver": n.name }),
+                    );
+                }
+                let gained: Vec<String> = n
+                    .groups
+                    .iter()
+                    .filter(|g| !o.groups.contains(g))
+                    .cloned()
+                    .collect();
+                let lost: Vec<String> = o
+                    .groups
+                    .iter()
+                    .filter(|g| !n.groups.contains(g))
+                    .cloned()
+                    .collect();
+                if !gained.is_empty() {
+                    push(
+                        Direction::Widens,
+                        format!("approver `{}` joins {}", n.name, qlist(&gained)),
+                        json!({ "change": "groups", "approver": n.name, "added": gained }),
+                    );
+                }
+                if !lost.is_empty() {
+                    push(
+                        Direction::Narrows,
+                        format!("approver `{}` leaves {}", n.name, qlist(&lost)),
+                        json!({ "change": "groups", "approver": n.name, "removed": lost }),
+                    );
+                }
+            }
+        }
+    }
+    for o in old
+        .approvers
+        .iter()
+        .filter(|o| new.approver(&o.name).is_none())
+    {
+        push(
+            Direction::Narrows,
+            format!("approver `{}` removed", o.name),
+            json!({ "change": "removed", "approver": o.name }),
+        );
+    }
+    let ttl = |p: &Policy, rule: &str| {
+        p.review(rule)
+            .map_or(pinhole_filter::grant::DEFAULT_GRANT_TTL_SECS, |r| {
+                r.grant_ttl_secs
+            })
+    };
+    let groups = |p: &Policy, rule: &str| {
+        p.review(rule)
+            .map(|r| r.approvers.clone())
+            .unwrap_or_default()
+    };
+    for r in new
+        .rules
+        .iter()
+        .filter(|r| r.effect == pinhole_filter::policy::Effect::Review)
+    {
+        if old
+            .rule(&r.id)
+            .is_none_or(|o| o.effect != pinhole_filter::policy::Effect::Review)
+        {
+            continue;
+        }
+        let (ot, nt) = (ttl(old, &r.id), ttl(new, &r.id));
+        if ot != nt {
+            push(
+                if nt > ot {
+                    Direction::Widens
+                } else {
+                    Direction::Narrows
+                },
+                format!(
+                    "review rule `{}`: approvals last up to {nt} s (was {ot} s)",
+                    r.id
+                ),
+                json!({ "change": "grant_ttl", "rule": r.id, "old": ot, "new": nt }),
+            );
+        }
+        let (og, ng) = (groups(old, &r.id), groups(new, &r.id));
+        if og != ng {
+            let wider = ng.iter().any(|g| !og.contains(g));
+            push(
+                if wider {
+                    Direction::Widens
+                } else {
+                    Direction::Narrows
+                },
+                format!(
+                    "review rule `{}`: approvers {} (was {})",
+                    r.id,
+                    qlist(&ng),
+                    qlist(&og)
+                ),
+                json!({ "change": "approvers", "rule": r.id, "old": og, "new": ng }),
+            );
+        }
+    }
+    let key = |e: &pinhole_filter::policy::Elevation| {
+        format!(
+            "`{}` for {} ({} s, approvers {})",
+            e.role,
+            qlist(&e.eligible),
+            e.max_secs,
+            qlist(&e.approvers)
+        )
+    };
+    for e in new.elevation.iter().filter(|e| !old.elevation.contains(e)) {
+        push(
+            Direction::Widens,
+            format!("elevation to {} added or changed", key(e)),
+            json!({ "change": "added", "role": e.role, "eligible": e.eligible, "max_secs": e.max_secs, "approvers": e.approvers }),
+        );
+    }
+    for e in old.elevation.iter().filter(|e| !new.elevation.contains(e)) {
+        push(
+            Direction::Narrows,
+            format!("elevation to {} removed or changed", key(e)),
+            json!({ "change": "removed", "role": e.role, "eligible": e.eligible, "max_secs": e.max_secs, "approvers": e.approvers }),
+        );
+    }
+    let (og, ng) = (old.grants.len(), new.grants.len());
+    if old.grants != new.grants {
+        push(
+            Direction::Changes,
+            format!("grants shipped with the policy: {ng} (was {og})"),
+            json!({ "change": "grants", "old": og, "new": ng }),
+        );
+    }
+}
+
 fn targets(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
     let mut push = |direction, summary: String, detail: Value| {
         out.push(Change {
@@ -1455,12 +1612,13 @@ fn targets(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
 
 // ----------------------------------------------------------------- output
 
-const SECTIONS: [(&str, &str); 7] = [
+const SECTIONS: [(&str, &str); 8] = [
     ("access", "Access"),
     ("masking", "Masking (what callers see in clear)"),
     ("roles", "Roles (who they apply to)"),
     ("identity", "Identity: issuers and keys"),
     ("revocations", "Revocations"),
+    ("approvals", "Approvals and elevation"),
     ("targets", "Targets"),
     ("rules", "Rules"),
 ];
@@ -1481,7 +1639,7 @@ pub fn markdown(d: &Diff) -> String {
     let count = |k: &str| d.counts.get(k).copied().unwrap_or(0);
     if d.changes.is_empty() {
         o.push_str(
-            "No change: access, masking, roles, rules, identity and targets are the same.\n",
+            "No change: access, masking, roles, rules, identity, approvals and targets are the same.\n",
         );
         return o;
     }

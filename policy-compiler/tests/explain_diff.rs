@@ -452,3 +452,33 @@ fn diff_issuers_and_keys() {
     assert!(id[2].1.contains("removed"), "{id:?}");
     assert_eq!(id[3], (Direction::Narrows, "issuer `github` removed: tokens from `https://token.actions.githubusercontent.com` are refused".into()));
 }
+
+#[test]
+fn diff_approvers_and_elevation() {
+    let old = policy(BASE);
+    let mut new = old.clone();
+    new.approvers.push(pinhole_filter::policy::Approver {
+        name: "dana".into(),
+        groups: vec!["leads".into()],
+        key: "ZPTR0phQgHtSM+UQGyRS7BbirtdfsGcDpnWWV7fwfl4=".into(),
+        subject: None,
+    });
+    new.elevation.push(pinhole_filter::policy::Elevation {
+        role: "dba".into(),
+        eligible: vec!["sre".into()],
+        max_secs: 3600,
+        approvers: vec!["leads".into()],
+    });
+    let d = diff("old", &old, "new", &new);
+    let got: Vec<_> = d
+        .changes
+        .iter()
+        .filter(|c| c.section == "approvals")
+        .map(|c| (c.direction, c.summary.as_str()))
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.iter().all(|(d, _)| *d == Direction::Widens), "{got:?}");
+    assert!(d.widened);
+    let back = diff("new", &new, "old", &old);
+    assert!(!back.widened, "{:?}", back.changes);
+}
