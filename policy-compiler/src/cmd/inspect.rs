@@ -158,6 +158,27 @@ fn human(path: &std::path::Path, size: usize, b: &Blob, verified: bool) -> Strin
             count(Effect::Review)
         ),
     );
+    if !p.approvers.is_empty() || !p.elevation.is_empty() || !p.grants.is_empty() {
+        line(
+            "approvals:",
+            format!(
+                "{}, {}, {}",
+                plural(p.approvers.len(), "approver"),
+                plural(p.elevation.len(), "elevation rule"),
+                plural(p.grants.len(), "grant")
+            ),
+        );
+        for t in &p.grants {
+            match pinhole_filter::grant::verify(t, p) {
+                Ok(g) => line(
+                    "",
+                    policy_compiler::grants::describe(&g.claims)
+                        .replace('\n', "\n                "),
+                ),
+                Err(e) => line("", format!("a grant the filter will refuse: it {e}")),
+            }
+        }
+    }
     line("masking:", plural(p.masking.len(), "rule"));
     for m in &p.masking {
         line(
