@@ -13,6 +13,8 @@
 //! Globs are [`crate::glob`]'s: `*` stops at `/`, `**` does not. So a GitHub
 //! Actions role can say `repository: acme/*` and `ref: refs/heads/main`.
 
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 
 use super::VerifiedToken;
@@ -27,6 +29,40 @@ pub fn roles_for(policy: &Policy, t: &VerifiedToken) -> Vec<String> {
         .filter(|r| role_matches(r, t))
         .map(|r| r.name.clone())
         .collect()
+}
+
+/// The roles of the tokens an engine saw last, so that a cached token's
+/// roles are mapped once, not on every request: with hundreds of roles the
+/// mapping costs more than the decision. Keyed by the shared verified
+/// token (the identity cache hands out the same `Rc` for the same token);
+/// each entry holds its `Rc`, so an address is never reused while it is a
+/// key. One memo per policy (an engine's): roles depend only on the token
+/// and the policy. Bounded; the oldest entry goes first.
+#[derive(Debug, Default)]
+pub struct RolesMemo {
+    entries: std::cell::RefCell<std::collections::VecDeque<(Rc<VerifiedToken>, Vec<String>)>>,
+}
+
+impl RolesMemo {
+    /// Entries kept (a linear search of pointers: a few nanoseconds).
+    pub const CAPACITY: usize = 32;
+
+    /// [`roles_for`] of `t` under `policy`, remembered by token.
+    pub fn roles_for(&self, policy: &Policy, t: &Rc<VerifiedToken>) -> Vec<String> {
+        if let Ok(entries) = self.entries.try_borrow() {
+            if let Some((_, roles)) = entries.iter().find(|(k, _)| Rc::ptr_eq(k, t)) {
+                return roles.clone();
+            }
+        }
+        let roles = roles_for(policy, t);
+        if let Ok(mut entries) = self.entries.try_borrow_mut() {
+            if entries.len() >= Self::CAPACITY {
+                entries.pop_front();
+            }
+            entries.push_back((Rc::clone(t), roles.clone()));
+        }
+        roles
+    }
 }
 
 /// Whether one role matches the token.
@@ -136,6 +172,32 @@ mod tests {
             roles,
             ..Policy::default()
         }
+    }
+
+    #[test]
+    fn memo_maps_each_token_once_and_stays_bounded() {
+        let p = policy(vec![
+            Role {
+                groups: vec!["sre".into()],
+                ..role("ops")
+            },
+            role("anyone"),
+        ]);
+        let memo = RolesMemo::default();
+        let a = Rc::new(token("corp", "alice", &["sre"], json!({})));
+        let b = Rc::new(token("corp", "bob", &[], json!({})));
+        assert_eq!(memo.roles_for(&p, &a), vec!["ops", "anyone"]);
+        assert_eq!(memo.roles_for(&p, &b), vec!["anyone"]);
+        assert_eq!(memo.roles_for(&p, &a), vec!["ops", "anyone"]);
+        // An equal token in another allocation is mapped on its own.
+        let a2 = Rc::new((*a).clone());
+        assert_eq!(memo.roles_for(&p, &a2), vec!["ops", "anyone"]);
+        for i in 0..100 {
+            let t = Rc::new(token("corp", &format!("u{i}"), &[], json!({})));
+            assert_eq!(memo.roles_for(&p, &t), vec!["anyone"]);
+        }
+        assert_eq!(memo.entries.borrow().len(), RolesMemo::CAPACITY);
+        assert_eq!(memo.roles_for(&p, &a), vec!["ops", "anyone"]);
     }
 
     #[test]

@@ -48,6 +48,7 @@
 
 use serde_json::Value;
 
+use super::index::RuleIndex;
 use super::model::{
     ArgConstraint, ArgPath, ArgTest, Effect, Matcher, PathSeg, Policy, Rule, SqlMatch, SqlObject,
     StatementClass,
@@ -130,9 +131,92 @@ pub struct RuleTrace {
     pub why: String,
 }
 
-/// Decide `req` on `target` for an identity holding `roles`.
+/// How an evaluation goes over the rules of the target. All three take the
+/// same decision (a property test in `index_tests.rs` checks it).
+#[derive(Clone, Copy)]
+enum Scan<'i> {
+    /// Every rule, each reported to the trace (`pinhole explain`).
+    Traced,
+    /// Every rule; rules that cannot apply (other roles, other items) are
+    /// skipped without explaining why.
+    Untraced,
+    /// Only the rules the index says might apply (the filter's path).
+    Indexed(&'i RuleIndex),
+}
+
+impl<'i> Scan<'i> {
+    /// The index, when there is one built for `policy`'s rules of `target`.
+    fn index(self, policy: &Policy, target: &str) -> Option<&'i RuleIndex> {
+        match self {
+            Scan::Indexed(ix) if ix.covers(policy, target) => Some(ix),
+            _ => None,
+        }
+    }
+}
+
+/// The rules an evaluation considers, in source order: every rule of the
+/// target, or the index's candidates.
+enum Considered<'p, 'c> {
+    All(std::slice::Iter<'p, Rule>, &'c str),
+    Picked(std::slice::Iter<'c, u32>, &'p [Rule]),
+}
+
+impl<'p> Iterator for Considered<'p, '_> {
+    type Item = &'p Rule;
+
+    fn next(&mut self) -> Option<&'p Rule> {
+        match self {
+            Considered::All(it, target) => it.find(|r| r.target == *target),
+            Considered::Picked(it, rules) => {
+                it.find_map(|&pos| usize::try_from(pos).ok().and_then(|i| rules.get(i)))
+            }
+        }
+    }
+}
+
+/// The rules of `target` to consider for `req` (`picked`: scratch space
+/// for the index's candidates).
+fn considered<'p, 'c>(
+    policy: &'p Policy,
+    target: &'c str,
+    roles: &[String],
+    req: &Request,
+    scan: Scan,
+    picked: &'c mut Vec<u32>,
+) -> Considered<'p, 'c> {
+    match scan.index(policy, target) {
+        Some(ix) => {
+            ix.candidates(roles, req, picked);
+            Considered::Picked(picked.iter(), &policy.rules)
+        }
+        None => Considered::All(policy.rules.iter(), target),
+    }
+}
+
+/// Decide `req` on `target` for an identity holding `roles` (every rule
+/// of the target considered: the reference the index is checked against).
 pub fn evaluate(policy: &Policy, roles: &[String], target: &str, req: &Request) -> Decision {
-    evaluate_traced(policy, roles, target, req, &mut |_| {})
+    evaluate_in(policy, roles, target, req, Scan::Untraced, &mut |_| {})
+}
+
+/// [`evaluate`] through `index` (built by [`RuleIndex::build`] for this
+/// policy and target; another index is ignored): the same decision, at a
+/// cost that does not grow with the number of rules. The filter's path.
+pub fn evaluate_indexed(
+    policy: &Policy,
+    index: &RuleIndex,
+    roles: &[String],
+    target: &str,
+    req: &Request,
+) -> Decision {
+    evaluate_in(
+        policy,
+        roles,
+        target,
+        req,
+        Scan::Indexed(index),
+        &mut |_| {},
+    )
 }
 
 /// [`evaluate`], reporting every rule considered to `trace`.
@@ -143,13 +227,24 @@ pub fn evaluate_traced(
     req: &Request,
     trace: &mut dyn FnMut(RuleTrace),
 ) -> Decision {
+    evaluate_in(policy, roles, target, req, Scan::Traced, trace)
+}
+
+fn evaluate_in(
+    policy: &Policy,
+    roles: &[String],
+    target: &str,
+    req: &Request,
+    scan: Scan,
+    trace: &mut dyn FnMut(RuleTrace),
+) -> Decision {
     if let Request::ToolCall { name, arguments } = req {
-        let paths = sql_paths(policy, target, name);
+        let paths = sql_paths(policy, target, name, scan);
         if !paths.is_empty() {
-            return evaluate_sql_tool(policy, roles, target, req, arguments, &paths, trace);
+            return evaluate_sql_tool(policy, roles, target, req, arguments, &paths, scan, trace);
         }
     }
-    decide_one(policy, roles, target, req, None, trace)
+    decide_one_inner(policy, roles, target, req, None, trace, scan)
 }
 
 /// Decides every statement of a SQL text on a postgres target (worst
@@ -180,6 +275,47 @@ pub fn decide_statements(
     target: &str,
     statements: &[StatementInfo],
 ) -> Decision {
+    decide_statements_in(policy, roles, target, statements, Scan::Untraced)
+}
+
+/// [`decide_statements`] through `index` (see [`evaluate_indexed`]).
+pub fn decide_statements_indexed(
+    policy: &Policy,
+    index: &RuleIndex,
+    roles: &[String],
+    target: &str,
+    statements: &[StatementInfo],
+) -> Decision {
+    decide_statements_in(policy, roles, target, statements, Scan::Indexed(index))
+}
+
+/// [`evaluate_sql`] without a trace, through `index`.
+pub fn evaluate_sql_indexed(
+    policy: &Policy,
+    index: &RuleIndex,
+    roles: &[String],
+    target: &str,
+    text: &str,
+) -> Decision {
+    match sql::classify(text) {
+        Ok(statements) => {
+            decide_statements_in(policy, roles, target, &statements, Scan::Indexed(index))
+        }
+        Err(e) => Decision {
+            effect: Effect::Deny,
+            rule: None,
+            reason: format!("the SQL could not be parsed: {e}"),
+        },
+    }
+}
+
+fn decide_statements_in(
+    policy: &Policy,
+    roles: &[String],
+    target: &str,
+    statements: &[StatementInfo],
+    scan: Scan,
+) -> Decision {
     let mut decisions = Vec::with_capacity(statements.len());
     for statement in statements {
         let req = Request::Sql { statement };
@@ -190,7 +326,7 @@ pub fn decide_statements(
             &req,
             None,
             &mut |_| {},
-            false,
+            scan,
         ));
     }
     worst(decisions, "the SQL")
@@ -221,9 +357,9 @@ pub fn evaluate_statements(
 }
 
 /// The SQL argument paths named by rules of `target` covering tool `name`.
-fn sql_paths<'p>(policy: &'p Policy, target: &str, name: &str) -> Vec<&'p ArgPath> {
+fn sql_paths<'p>(policy: &'p Policy, target: &str, name: &str, scan: Scan) -> Vec<&'p ArgPath> {
     let mut out: Vec<&ArgPath> = Vec::new();
-    for r in policy.rules.iter().filter(|r| r.target == target) {
+    let mut consider = |r: &'p Rule| {
         if let Matcher::Mcp(m) = &r.matcher {
             if let Some(p) = &m.sql_argument {
                 if glob::any_matches(&m.tools, name) && !out.contains(&p) {
@@ -231,10 +367,30 @@ fn sql_paths<'p>(policy: &'p Policy, target: &str, name: &str) -> Vec<&'p ArgPat
                 }
             }
         }
+    };
+    match scan.index(policy, target) {
+        Some(ix) => {
+            let mut picked = Vec::new();
+            ix.sql_tool_candidates(name, &mut picked);
+            for &pos in &picked {
+                if let Some(r) = usize::try_from(pos).ok().and_then(|i| policy.rules.get(i)) {
+                    consider(r);
+                }
+            }
+        }
+        None => policy
+            .rules
+            .iter()
+            .filter(|r| r.target == target)
+            .for_each(consider),
     }
     out
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the evaluation's context, passed down as is"
+)]
 fn evaluate_sql_tool(
     policy: &Policy,
     roles: &[String],
@@ -242,6 +398,7 @@ fn evaluate_sql_tool(
     req: &Request,
     arguments: &Value,
     paths: &[&ArgPath],
+    scan: Scan,
     trace: &mut dyn FnMut(RuleTrace),
 ) -> Decision {
     let refuse = |why: String| Decision {
@@ -276,13 +433,14 @@ fn evaluate_sql_tool(
                 }
                 trace(t)
             };
-            decisions.push(decide_one(
+            decisions.push(decide_one_inner(
                 policy,
                 roles,
                 target,
                 req,
                 Some((*p, statement)),
                 &mut tr,
+                scan,
             ));
         }
     }
@@ -321,7 +479,7 @@ fn decide_one(
     stmt: Option<(&ArgPath, &StatementInfo)>,
     trace: &mut dyn FnMut(RuleTrace),
 ) -> Decision {
-    decide_one_inner(policy, roles, target, req, stmt, trace, true)
+    decide_one_inner(policy, roles, target, req, stmt, trace, Scan::Traced)
 }
 
 /// Settings no statement may change through the filter, whatever the
@@ -353,8 +511,8 @@ fn protected_setting(s: &StatementInfo) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// `traced`: report every rule to `trace`; else rules for other roles are
-/// skipped silently (same decision, less work).
+/// `Scan::Traced`: report every rule to `trace`; otherwise rules that
+/// cannot apply are skipped silently (same decision, less work).
 fn decide_one_inner(
     policy: &Policy,
     roles: &[String],
@@ -362,8 +520,9 @@ fn decide_one_inner(
     req: &Request,
     stmt: Option<(&ArgPath, &StatementInfo)>,
     trace: &mut dyn FnMut(RuleTrace),
-    traced: bool,
+    scan: Scan,
 ) -> Decision {
+    let traced = matches!(scan, Scan::Traced);
     let what = match stmt {
         Some((_, s)) => format!("{} statement `{}`", req.describe(), clip(&s.text)),
         None => req.describe(),
@@ -401,8 +560,9 @@ fn decide_one_inner(
     // argument constraint: named in the default deny so the caller learns
     // which rule and which argument stopped it.
     let mut near_miss: Option<(&Rule, String)> = None;
-    for rule in policy.rules.iter().filter(|r| r.target == target) {
-        if !traced && !role_applies(rule, roles) {
+    let mut picked = Vec::new();
+    for rule in considered(policy, target, roles, req, scan, &mut picked) {
+        if !traced && cannot_apply(rule, roles, req) {
             continue;
         }
         let outcome = rule_matches(rule, roles, req, stmt);
@@ -415,12 +575,14 @@ fn decide_one_inner(
                 (false, why)
             }
         };
-        trace(RuleTrace {
-            rule: rule.id.clone(),
-            effect: rule.effect,
-            matched,
-            why: why.clone(),
-        });
+        if traced {
+            trace(RuleTrace {
+                rule: rule.id.clone(),
+                effect: rule.effect,
+                matched,
+                why: why.clone(),
+            });
+        }
         if matched {
             let slot = match rule.effect {
                 Effect::Deny => 0,
@@ -486,6 +648,28 @@ fn with_author_reason(msg: String, rule: &Rule) -> String {
 
 fn role_applies(rule: &Rule, roles: &[String]) -> bool {
     rule.roles.is_empty() || rule.roles.iter().any(|r| roles.contains(r))
+}
+
+/// A quick test, without building any message, that `rule` neither
+/// matches `req` nor is a near miss: it is for other roles, or it names
+/// other items (the first tests of [`rule_matches`], whose failures are
+/// never near misses).
+fn cannot_apply(rule: &Rule, roles: &[String], req: &Request) -> bool {
+    if !role_applies(rule, roles) {
+        return true;
+    }
+    match (&rule.matcher, req) {
+        (Matcher::Any, _) | (Matcher::Sql(_), Request::Sql { .. }) => false,
+        (Matcher::Mcp(m), Request::ToolCall { name, .. }) => !glob::any_matches(&m.tools, name),
+        (Matcher::Mcp(m), Request::Resource { uri }) => !glob::any_matches(&m.resources, uri),
+        (Matcher::Mcp(m), Request::Prompt { name }) => !glob::any_matches(&m.prompts, name),
+        (Matcher::Mcp(m), Request::McpMethod { method }) => !glob::any_matches(&m.methods, method),
+        (Matcher::Http(h), Request::Http { method, path }) => {
+            (!h.methods.is_empty() && !h.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+                || (!h.paths.is_empty() && !glob::any_matches(&h.paths, path))
+        }
+        _ => true,
+    }
 }
 
 /// Why a rule did not match; `near` when only an argument constraint failed.
@@ -592,7 +776,7 @@ fn rule_matches(
 /// The kinds of a statement as the policy sees them: its own, the
 /// data-modifying ones nested in it and, for PREPARE, the prepared
 /// statement's.
-fn kinds_of(s: &StatementInfo) -> Vec<&StatementKind> {
+pub(super) fn kinds_of(s: &StatementInfo) -> Vec<&StatementKind> {
     let mut out = vec![&s.kind];
     out.extend(s.dml_kinds.iter());
     if s.kind == StatementKind::Prepare {
@@ -933,6 +1117,21 @@ pub enum Item<'a> {
 /// rule could let the caller use it (ignoring argument constraints), and no
 /// deny rule refuses it outright (a deny without argument constraints).
 pub fn visible(policy: &Policy, roles: &[String], target: &str, item: Item) -> bool {
+    visible_in(policy, roles, target, item, Scan::Untraced)
+}
+
+/// [`visible`] through `index` (see [`evaluate_indexed`]).
+pub fn visible_indexed(
+    policy: &Policy,
+    index: &RuleIndex,
+    roles: &[String],
+    target: &str,
+    item: Item,
+) -> bool {
+    visible_in(policy, roles, target, item, Scan::Indexed(index))
+}
+
+fn visible_in(policy: &Policy, roles: &[String], target: &str, item: Item, scan: Scan) -> bool {
     let null = Value::Null;
     let req = match item {
         Item::Tool(name) => Request::ToolCall {
@@ -943,7 +1142,8 @@ pub fn visible(policy: &Policy, roles: &[String], target: &str, item: Item) -> b
         Item::Prompt(name) => Request::Prompt { name },
     };
     let mut usable = false;
-    for rule in policy.rules.iter().filter(|r| r.target == target) {
+    let mut picked = Vec::new();
+    for rule in considered(policy, target, roles, &req, scan, &mut picked) {
         if !role_applies(rule, roles) {
             continue;
         }

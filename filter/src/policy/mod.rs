@@ -2,6 +2,7 @@
 
 pub mod blob;
 pub mod eval;
+pub mod index;
 pub mod masking;
 pub mod model;
 
