@@ -528,7 +528,8 @@ def policy_yaml(*, revoked_subject: str = "mallory", leeway: str = "1s") -> str:
     Roles: analyst (group analysts): SELECT orders and customers; dba (corp,
     group dba): read and write every public table, COPY FROM, DDL only with
     review; bench (group bench): pgbench's built-in select-only and TPC-B
-    scripts. Deny rules for everyone: DROP/TRUNCATE, UPDATE/DELETE without
+    scripts; auditor (group auditors): SELECT and EXPLAIN on orders and
+    customers. Deny rules for everyone: DROP/TRUNCATE, UPDATE/DELETE without
     WHERE, COPY … PROGRAM, server-file and large-object functions, the
     secrets table."""
     return f"""\
@@ -572,6 +573,8 @@ roles:
     groups: [dba]
   bench:
     groups: [bench]
+  auditor:
+    groups: [auditors]
 
 targets:
   {TARGET}:
@@ -597,6 +600,13 @@ rules:
 
   - id: ddl-needs-review
     review: {{ roles: [dba], target: {TARGET}, sql: {{ statements: [create, alter] }} }}
+
+  - id: auditors-explain
+    reason: auditors read plans, they change nothing
+    allow:
+      roles: [auditor]
+      target: {TARGET}
+      sql: {{ statements: [select, explain], tables: [public.orders, public.customers] }}
 
   - id: bench-pgbench
     reason: pgbench's built-in scripts and its start-up catalog queries
@@ -1081,6 +1091,10 @@ class PgTokens:
 
     def bench(self, sub: str = "bench", **kw: Any) -> str:
         return str(self.keys.mint("corp", sub, groups=["bench"], lifetime=3000, **kw))
+
+    def auditor(self, sub: str = "audra", **kw: Any) -> str:
+        """SELECT and EXPLAIN on orders and customers (not EXPLAIN ANALYZE of a write)."""
+        return str(self.keys.mint("corp", sub, groups=["auditors"], **kw))
 
     def nobody(self, sub: str = "nina") -> str:
         """Valid token, no role: may log in, may run nothing."""

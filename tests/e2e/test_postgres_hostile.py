@@ -298,6 +298,71 @@ def test_query_length_below_4_after_login(pg_stack, pg_tokens) -> None:
         assert_closed(c, "Query length 2")
 
 
+@pytest.mark.parametrize("length", [0xFFFFFFFF, 0xFFFFFFFC, 0x80000000, 0x7FFFFFFF + 5])
+def test_query_length_near_2_32_after_login(pg_stack, pg_tokens, marker, length) -> None:
+    """A declared length near 2^32 (a negative int32 to a signed reader) is
+    refused at once, not waited for, and nothing after it is read as SQL."""
+    with logged_in(pg_stack, pg_tokens) as c:
+        c.send_raw(b"Q" + struct.pack("!I", length) + pg.query_message(marker.sql))
+        assert_closed(c, f"Query length {length:#x}")
+    marker.never_ran()
+
+
+@pytest.mark.parametrize("length", [0, 3, 0xFFFFFFFF, 0x80000000])
+def test_password_message_length_out_of_range(pg_stack, marker, length) -> None:
+    with pg_stack.raw() as c:
+        c.startup("alice")
+        c.read_message()
+        c.send_raw(b"p" + struct.pack("!I", length) + pg.query_message(marker.sql))
+        assert_closed(c, f"PasswordMessage length {length:#x}")
+    marker.never_ran()
+
+
+@pytest.mark.parametrize("kind", [b"P", b"B", b"E", b"D"])
+def test_length_below_4_for_extended_messages(pg_stack, pg_tokens, marker, kind) -> None:
+    with logged_in(pg_stack, pg_tokens) as c:
+        c.send_raw(kind + struct.pack("!I", 1) + pg.query_message(marker.sql))
+        assert_closed(c, f"{kind!r} length 1")
+    marker.never_ran()
+
+
+def test_truncated_parse_then_close(pg_stack, pg_tokens, marker) -> None:
+    """Half a Parse (of a refused statement, then of an allowed one) and the
+    client goes away: nothing runs."""
+    for sql in (f"DROP TABLE orders -- {marker.tag}", marker.sql):
+        with logged_in(pg_stack, pg_tokens) as c:
+            frame = pg.parse_message(sql) + pg.bind_message() + pg.execute_message() + pg.sync_message()
+            c.send_raw(frame[:12])
+            time.sleep(0.1)
+            c.send_raw(frame[12:30])
+            c.sock.shutdown(socket.SHUT_WR)
+            assert_closed(c, "truncated Parse")
+    marker.never_ran()
+    assert marker.cluster.table_exists("public.orders")
+
+
+def test_bytes_after_terminate_in_a_later_write(pg_stack, pg_tokens, marker) -> None:
+    """Terminate, then (a moment later, in another segment) a Query: the
+    filter has ended the session; the Query never reaches the server."""
+    with logged_in(pg_stack, pg_tokens) as c:
+        c.send_raw(pg.terminate_message())
+        time.sleep(0.1)
+        try:
+            c.send_raw(pg.query_message(marker.sql) + pg.sync_message())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert_closed(c, "Query after Terminate")
+    marker.never_ran()
+
+
+def test_terminate_with_a_body(pg_stack, pg_tokens, marker) -> None:
+    """A Terminate whose length claims a body carrying SQL."""
+    with logged_in(pg_stack, pg_tokens) as c:
+        c.send_raw(pg.msg(b"X", pg.query_message(marker.sql)))
+        assert_closed(c, "Terminate with a body")
+    marker.never_ran()
+
+
 def test_truncated_query_then_close(pg_stack, pg_tokens, marker) -> None:
     with logged_in(pg_stack, pg_tokens) as c:
         frame = pg.query_message(marker.sql)

@@ -256,6 +256,19 @@ impl Http {
                     // DELETE ends a session: passes for authenticated callers.
                     return Action::Continue;
                 }
+                // The body is decided as uncompressed UTF-8 JSON: refuse any
+                // other coding or media type before reading it.
+                let ctype = self.get_http_request_header("content-type");
+                let coding = self.get_http_request_header("content-encoding");
+                if let Err(v) = mcp::check_post_headers(ctype.as_deref(), coding.as_deref()) {
+                    log::warn!(
+                        "pinhole: MCP request answered by the filter target={} request={}: {}",
+                        engine.target.name,
+                        self.id,
+                        v.reason.as_deref().map(engine::header_safe).unwrap_or_default()
+                    );
+                    return self.outcome(v.outcome);
+                }
                 if end_of_stream {
                     return self.outcome(mcp::empty_body_reply());
                 }

@@ -40,6 +40,7 @@
 //! |---|---|---|
 //! | [`PARSE_ERROR`] -32700 | not JSON, not UTF-8, duplicate key, too deep, too large, empty | 400, `id: null` |
 //! | [`INVALID_REQUEST`] -32600 | JSON but not a valid JSON-RPC message/batch | 400, `id: null` |
+//! | [`INVALID_REQUEST`] -32600 | a POST that is not uncompressed `application/json` (UTF-8), see [`check_post_headers`] | 415, `id: null` |
 //! | [`INVALID_PARAMS`] -32602 | `params` missing what the method needs (`tools/call` without a string `name`, `arguments` not an object, ...) | 200, same id |
 //! | [`DENIED`] -32001 | the policy denies | 200, same id |
 //! | [`REVIEW_REQUIRED`] -32002 | a review rule applies (refused until approved) | 200, same id |
@@ -101,9 +102,9 @@ mod sse;
 mod tests;
 
 pub use request::{
-    decide_body, decision_error, empty_body_reply, error_response, evaluate_body, parse_body,
-    protocol_error_reply, Body, BodyOutcome, Class, Decided, ErrorData, InvalidParams, ListKind,
-    Message, RpcError, Verdict,
+    check_post_headers, decide_body, decision_error, empty_body_reply, error_response,
+    evaluate_body, parse_body, protocol_error_reply, Body, BodyOutcome, Class, Decided, ErrorData,
+    InvalidParams, ListKind, Message, RpcError, Verdict,
 };
 pub use response::{
     filter_json_response, filter_json_response_masked, mask_json_body, refused_json_response,

@@ -516,6 +516,79 @@ pub fn protocol_error_reply(e: &McpError) -> BodyOutcome {
     }
 }
 
+/// Checks a POST's `content-type` and `content-encoding` before its body is
+/// decided. The body is decided as the UTF-8 JSON it is on the wire, so the
+/// server must read it the same way:
+/// - `content-encoding` absent or `identity`: a compressed body (`gzip`,
+///   `br`, `deflate`, …) is never decoded here, so it could not be decided;
+///   and a body that parses as JSON while labelled compressed would be read
+///   differently by a server that decompresses requests;
+/// - `content-type` exactly one value of media type `application/json`
+///   (any case, parameters allowed), its `charset` if any `utf-8`: a server
+///   honouring `charset=utf-16` or treating `text/plain` or a form body its
+///   own way would read other messages.
+///
+/// `Err`: HTTP 415 with a JSON-RPC -32600 error (`id: null`), nothing
+/// forwarded; the verdict's `reason` is for the log.
+pub fn check_post_headers(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+) -> Result<(), Verdict> {
+    let refuse = |what: String| Verdict {
+        outcome: BodyOutcome::Reply {
+            status: 415,
+            body: error_response(
+                &Value::Null,
+                &RpcError {
+                    code: super::INVALID_REQUEST,
+                    message: format!("pinhole: unsupported media type: {what}"),
+                    data: None,
+                },
+            ),
+        },
+        decided: Vec::new(),
+        reason: Some(format!("unsupported media type: {what}")),
+    };
+    if let Some(enc) = content_encoding {
+        if enc
+            .split(',')
+            .any(|c| !c.trim().eq_ignore_ascii_case("identity"))
+        {
+            return Err(refuse(format!(
+                "content-encoding `{}`: request bodies must be sent uncompressed",
+                clip(enc, 40)
+            )));
+        }
+    }
+    let Some(ct) = content_type else {
+        return Err(refuse(
+            "no content-type: MCP requests are `application/json`".into(),
+        ));
+    };
+    let mut parts = ct.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    if ct.contains(',') || !media.eq_ignore_ascii_case("application/json") {
+        return Err(refuse(format!(
+            "content-type `{}`: MCP requests are `application/json`",
+            clip(ct, 60)
+        )));
+    }
+    for param in parts {
+        let (k, v) = param.split_once('=').unwrap_or((param, ""));
+        let v = v.trim().trim_matches('"');
+        if k.trim().eq_ignore_ascii_case("charset")
+            && !v.eq_ignore_ascii_case("utf-8")
+            && !v.eq_ignore_ascii_case("utf8")
+        {
+            return Err(refuse(format!(
+                "content-type `{}`: the body must be UTF-8",
+                clip(ct, 60)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The reply to a POST without a body (-32700, HTTP 400).
 pub fn empty_body_reply() -> BodyOutcome {
     protocol_error_reply(&McpError::Json("empty body".into()))

@@ -1350,3 +1350,57 @@ fn review_refusals_carry_the_request_id() {
     assert_eq!(request_of("request rq-0123456789abcdeg"), None);
     assert_eq!(request_of("no id"), None);
 }
+
+/// docs/hostile-input.md: a POST body is decided only as uncompressed
+/// UTF-8 `application/json`.
+#[test]
+fn post_headers_must_be_plain_json() {
+    use super::check_post_headers as check;
+    for ok in [
+        "application/json",
+        "Application/JSON",
+        "application/json; charset=utf-8",
+        "application/json;charset=\"UTF-8\"",
+        "application/json; charset=utf8; profile=x",
+    ] {
+        assert!(check(Some(ok), None).is_ok(), "{ok}");
+        assert!(check(Some(ok), Some("identity")).is_ok(), "{ok}");
+    }
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/json-patch+json",
+        "application/jsonx",
+        "text/plain, application/json",
+        "application/json, text/plain",
+        "application/json; charset=utf-16",
+        "application/json; charset=iso-8859-1",
+        "",
+    ] {
+        let v = check(Some(ct), None).unwrap_err();
+        match v.outcome {
+            BodyOutcome::Reply { status, body } => {
+                assert_eq!(status, 415, "{ct}");
+                let reply: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(reply["error"]["code"], INVALID_REQUEST, "{ct}");
+                assert_eq!(reply["id"], serde_json::Value::Null);
+            }
+            other => panic!("{ct}: {other:?}"),
+        }
+    }
+    assert!(check(None, None).is_err());
+    for enc in [
+        "gzip",
+        "br",
+        "deflate",
+        "x-gzip",
+        "identity, gzip",
+        "GZIP",
+        "zstd",
+        "",
+    ] {
+        let v = check(Some("application/json"), Some(enc)).unwrap_err();
+        assert!(v.reason.unwrap().contains("content-encoding"), "{enc}");
+    }
+}

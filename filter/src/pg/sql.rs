@@ -55,6 +55,76 @@ pub const RECURSION_LIMIT: usize = 18;
 pub const MAX_NESTING: usize = 16;
 /// Most statements in one text.
 pub const MAX_STATEMENTS: usize = 256;
+/// Most operators in one statement (binary and unary operators, casts,
+/// subscripts, `AND`/`OR`/`IS`/`LIKE`/…, set operations; see
+/// [`is_operator`]). sqlparser builds a chain such as `1+1+…+1` or
+/// `a OR b OR …` iteratively but as a left-deep tree, and visiting or
+/// dropping that tree recurses once per operator: 10 000 of them (20 KB of
+/// SQL) overflowed the stack inside Envoy's V8 and trapped the VM, which
+/// then refused every later connection. The cap bounds that depth (each
+/// bracket level, already capped by [`MAX_NESTING`], has its own chains,
+/// and their sum is bounded by this cap too).
+pub const MAX_OPERATORS: usize = 1000;
+
+/// Built-in PostgreSQL functions whose effect is more than computing a value
+/// from the tables the statement names: they write (sequences, large
+/// objects, settings, replication slots), signal or lock other sessions,
+/// touch server files, reach other servers, or run SQL text or read tables
+/// named in string arguments the classifier cannot see (`table_to_xml('t')`,
+/// `query_to_xml('select …')`, `ts_stat('select …')`). Patterns (the
+/// policy's glob syntax) on the bare name, whatever the schema. An allow or
+/// review rule matches a statement calling one only when its `functions`
+/// list names it explicitly (see `policy::eval`); deny rules are unchanged.
+pub const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
+    // sequences (`set_config` makes its statement also of kind `set`)
+    "nextval",
+    "setval",
+    // other sessions, the server process, backups, WAL
+    "pg_cancel_backend",
+    "pg_terminate_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_promote",
+    "pg_switch_wal",
+    "pg_create_restore_point",
+    "pg_backup_start",
+    "pg_backup_stop",
+    "pg_start_backup",
+    "pg_stop_backup",
+    "pg_wal_replay_*",
+    "pg_log_backend_memory_contexts",
+    "pg_stat_reset*",
+    "pg_stat_statements_reset",
+    "pg_import_system_collations",
+    // replication
+    "pg_*replication_slot*",
+    "pg_logical_*",
+    "pg_replication_origin_*",
+    // locks and notifications
+    "pg_advisory_*",
+    "pg_try_advisory_*",
+    "pg_notify",
+    // large objects, server files, other servers
+    "lo_*",
+    "loread",
+    "lowrite",
+    "pg_read_*",
+    "pg_ls_*",
+    "pg_stat_file",
+    "pg_file_*",
+    "dblink*",
+    // SQL text or table names in string arguments
+    "*_to_xml",
+    "*_to_xmlschema",
+    "*_to_xml_and_xmlschema",
+    "ts_stat",
+    "ts_rewrite",
+];
+
+/// Whether `f` is one of [`SIDE_EFFECT_FUNCTIONS`] (by bare name).
+pub fn has_side_effects(f: &QualifiedName) -> bool {
+    crate::glob::any_matches(SIDE_EFFECT_FUNCTIONS, &f.name)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SqlError {
@@ -68,6 +138,10 @@ pub enum SqlError {
     TooDeep(usize),
     #[error("SQL text has no statement")]
     Empty,
+    #[error("SQL statement has more than {0} operators")]
+    TooManyOperators(usize),
+    #[error("SQL uses a Unicode-escaped identifier (U&\"...\"), which pinhole does not read")]
+    UnicodeIdentifier,
 }
 
 /// A possibly qualified name, normalised (unquoted parts lower-cased).
@@ -204,7 +278,9 @@ pub struct StatementInfo {
     /// Functions called anywhere (expressions, FROM, CALL).
     pub functions: Vec<QualifiedName>,
     /// Every data-modifying kind found, nested ones included (a statement
-    /// whose CTE inserts and whose body deletes has both).
+    /// whose CTE inserts and whose body deletes has both); also
+    /// [`StatementKind::Set`] when a `set_config(...)` call changes a
+    /// setting, so a rule allowing only `select` does not allow it.
     pub dml_kinds: Vec<StatementKind>,
     /// False when some UPDATE or DELETE in the statement (nested ones
     /// included) has no WHERE clause; true otherwise.
@@ -291,6 +367,24 @@ pub fn classify(sql: &str) -> Result<Vec<StatementInfo>, SqlError> {
             (Some(a), Some(b)) => sql.get(a..b).unwrap_or_default().to_owned(),
             _ => String::new(),
         };
+        if significant.iter().filter(|t| is_operator(&t.token)).count() > MAX_OPERATORS {
+            return Err(SqlError::TooManyOperators(MAX_OPERATORS));
+        }
+        // `U&"d\0061ta"` is one identifier to PostgreSQL (`data`); sqlparser
+        // reads `U & "d\0061ta"`, so a function or setting named this way
+        // would be judged under another name.
+        if significant.windows(3).any(|w| match w {
+            [u, amp, q] => {
+                matches!(&u.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("u"))
+                    && amp.token == Token::Ampersand
+                    && matches!(&q.token, Token::Word(w) if w.quote_style == Some('"'))
+                    && u.span.end == amp.span.start
+                    && amp.span.end == q.span.start
+            }
+            _ => false,
+        }) {
+            return Err(SqlError::UnicodeIdentifier);
+        }
         if matches!(&first.token, Token::Word(w) if w.keyword == Keyword::DO) {
             out.push(StatementInfo::new(StatementKind::DoBlock, text));
             continue;
@@ -310,6 +404,67 @@ pub fn classify(sql: &str) -> Result<Vec<StatementInfo>, SqlError> {
         return Err(SqlError::Empty);
     }
     Ok(out)
+}
+
+/// Whether a token builds an expression (or set-operation) node around
+/// what precedes or follows it: everything but names, literals, brackets,
+/// commas, periods and placeholders, plus the keyword operators.
+fn is_operator(t: &Token) -> bool {
+    match t {
+        Token::Word(w) => {
+            w.quote_style.is_none()
+                && matches!(
+                    w.keyword,
+                    Keyword::AND
+                        | Keyword::OR
+                        | Keyword::XOR
+                        | Keyword::NOT
+                        | Keyword::IS
+                        | Keyword::LIKE
+                        | Keyword::ILIKE
+                        | Keyword::SIMILAR
+                        | Keyword::BETWEEN
+                        | Keyword::IN
+                        | Keyword::COLLATE
+                        | Keyword::AT
+                        | Keyword::UNION
+                        | Keyword::INTERSECT
+                        | Keyword::EXCEPT
+                        | Keyword::OPERATOR
+                        | Keyword::OVERLAPS
+                )
+        }
+        Token::EOF
+        | Token::Number(..)
+        | Token::Char(_)
+        | Token::SingleQuotedString(_)
+        | Token::DoubleQuotedString(_)
+        | Token::TripleSingleQuotedString(_)
+        | Token::TripleDoubleQuotedString(_)
+        | Token::DollarQuotedString(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::DoubleQuotedByteStringLiteral(_)
+        | Token::TripleSingleQuotedByteStringLiteral(_)
+        | Token::TripleDoubleQuotedByteStringLiteral(_)
+        | Token::SingleQuotedRawStringLiteral(_)
+        | Token::DoubleQuotedRawStringLiteral(_)
+        | Token::TripleSingleQuotedRawStringLiteral(_)
+        | Token::TripleDoubleQuotedRawStringLiteral(_)
+        | Token::NationalStringLiteral(_)
+        | Token::QuoteDelimitedStringLiteral(_)
+        | Token::NationalQuoteDelimitedStringLiteral(_)
+        | Token::EscapedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_)
+        | Token::HexStringLiteral(_)
+        | Token::Comma
+        | Token::Whitespace(_)
+        | Token::LParen
+        | Token::RParen
+        | Token::Period
+        | Token::SemiColon
+        | Token::Placeholder(_) => false,
+        _ => true,
+    }
 }
 
 /// Byte offsets of line starts (sqlparser locations are 1-based line and
@@ -363,7 +518,9 @@ fn ident(i: &ast::Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
     } else {
-        i.value.to_lowercase()
+        // PostgreSQL folds only ASCII letters of unquoted names (in UTF-8
+        // databases): `Ǆ` stays `Ǆ`.
+        i.value.to_ascii_lowercase()
     }
 }
 
@@ -626,7 +783,12 @@ fn explain_is_analyze(analyze: bool, options: &Option<Vec<ast::UtilityOption>>) 
         || options
             .iter()
             .flatten()
-            .any(|o| o.name.value.eq_ignore_ascii_case("analyze"))
+            // PostgreSQL also spells it ANALYSE (`EXPLAIN (ANALYSE) DELETE …`
+            // runs the DELETE).
+            .any(|o| {
+                o.name.value.eq_ignore_ascii_case("analyze")
+                    || o.name.value.eq_ignore_ascii_case("analyse")
+            })
 }
 
 /// The setting named by `set_config`'s first argument, `*` unless it is a
@@ -888,6 +1050,9 @@ pub fn classify_statement(st: &Statement, text: String) -> StatementInfo {
     info.copy_file = copy_file;
     if let Statement::Set(set) = st {
         info.settings.extend(set_names(set));
+    }
+    if !c.settings.is_empty() && info.kind != K::Set && !info.dml_kinds.contains(&K::Set) {
+        info.dml_kinds.push(K::Set);
     }
     info.settings.extend(c.settings);
     info

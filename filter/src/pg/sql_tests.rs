@@ -517,3 +517,192 @@ fn settings_changed_are_reported() {
     );
     assert!(settings("SELECT 1").is_empty());
 }
+
+/// Hostile-input regressions (docs/hostile-input.md).
+#[test]
+fn long_operator_chains_are_refused_not_overflowed() {
+    // 10 000 `+` (20 KB) overflowed the stack inside Envoy (the visit and
+    // drop of the left-deep tree recurse once per operator) and trapped the
+    // VM. Every chain kind is refused past the cap, before parsing.
+    let over = MAX_OPERATORS + 1;
+    for sql in [
+        format!("SELECT {}1 FROM orders", "1+".repeat(over)),
+        format!("SELECT {}1 FROM orders", "1||".repeat(over)),
+        format!("SELECT 1 FROM orders WHERE {}true", "true OR ".repeat(over)),
+        format!(
+            "SELECT 1 FROM orders WHERE {}true",
+            "true AND ".repeat(over)
+        ),
+        format!("SELECT 1{}", " UNION SELECT 1".repeat(over)),
+        format!("SELECT 1{}", "::int".repeat(over)),
+        format!("SELECT x{} FROM t", "[1]".repeat(over)),
+        format!("SELECT x{} FROM t", " IS NULL".repeat(over)),
+        format!(
+            "SELECT 1 FROM t WHERE a = 1{}",
+            " AND a = 1".repeat(over / 2)
+        ),
+        format!("SELECT 1+1; SELECT {}1", "1+".repeat(30_000)),
+    ] {
+        assert_eq!(
+            classify(&sql).map(|v| v.len()),
+            Err(SqlError::TooManyOperators(MAX_OPERATORS)),
+            "{:.60}",
+            sql
+        );
+    }
+    // At the cap every chain kind classifies, on a small stack (the wasm
+    // build runs this test under node too).
+    let at = MAX_OPERATORS;
+    let texts = [
+        format!("SELECT {}1 FROM orders", "1+".repeat(at)),
+        format!("SELECT 1 FROM orders WHERE {}true", "true OR ".repeat(at)),
+        format!("SELECT 1{}", " UNION SELECT 1".repeat(at)),
+        format!("SELECT 1{}", "::int".repeat(at)),
+        format!("SELECT x{} FROM t", " IS NULL".repeat(at)),
+        format!(
+            "SELECT {}{}1{}",
+            "(".repeat(8),
+            "1+".repeat(at - 1),
+            ")".repeat(8)
+        ),
+    ];
+    let worker = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || {
+            texts
+                .iter()
+                .map(|t| classify(t).map(|_| ()).map_err(|e| e.to_string()))
+                .collect::<Vec<_>>()
+        });
+    match worker {
+        Ok(handle) => {
+            for (i, r) in handle.join().unwrap().into_iter().enumerate() {
+                assert_eq!(r, Ok(()), "text #{i}");
+            }
+        }
+        // wasm32-wasip1 has no threads: run on the main stack (1 MiB there).
+        Err(_) => {
+            let t = format!("SELECT {}1 FROM orders", "1+".repeat(at));
+            assert!(classify(&t).is_ok());
+        }
+    }
+    // Long IN lists and bulk VALUES have no operator chains: fine.
+    let list: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
+    assert!(classify(&format!("SELECT * FROM t WHERE id IN ({})", list.join(","))).is_ok());
+    let rows: Vec<String> = (0..2000).map(|i| format!("({i}, 'x')")).collect();
+    assert!(classify(&format!("INSERT INTO t VALUES {}", rows.join(","))).is_ok());
+}
+
+#[test]
+fn explain_analyse_spelling_runs_the_statement() {
+    // PostgreSQL accepts ANALYSE for ANALYZE in the option list: the DELETE
+    // runs, so it is classified as the DELETE.
+    for sql in [
+        "EXPLAIN (ANALYSE) DELETE FROM orders",
+        "EXPLAIN (analyse true, buffers) DELETE FROM orders",
+        "EXPLAIN (\"analyze\") DELETE FROM orders",
+        "EXPLAIN (ANALYZE on) DELETE FROM orders",
+    ] {
+        let i = one(sql);
+        assert_eq!(i.kind, K::Delete, "{sql}");
+        assert_eq!(i.writes, names(&["orders"]), "{sql}");
+        assert!(!i.has_where, "{sql}");
+    }
+    // The bare form does not parse with sqlparser: refused.
+    assert!(classify("EXPLAIN ANALYSE DELETE FROM orders").is_err());
+}
+
+#[test]
+fn unicode_escaped_identifiers_are_refused() {
+    // PostgreSQL reads U&"nextv\0061l" as `nextval`; sqlparser reads
+    // `U & "nextv\0061l"(…)`, a call of another function.
+    for sql in [
+        "SELECT U&\"nextv\\0061l\"('s')",
+        "SELECT U&\"pg_terminate_backen\\0064\"(1)",
+        "SELECT u&\"x\" FROM t",
+        "SELECT * FROM U&\"secr\\0065ts\"",
+        "SET U&\"search\\005fpath\" = private",
+        "SELECT 1; SELECT U&\"!0073ecrets\" UESCAPE '!'",
+    ] {
+        assert!(classify(sql).is_err(), "{sql}");
+    }
+    assert_eq!(
+        classify("SELECT U&\"nextv\\0061l\"('s')"),
+        Err(SqlError::UnicodeIdentifier)
+    );
+    // The operator `&` between a column u and a quoted column, and
+    // Unicode string literals, are fine.
+    assert!(classify("SELECT u & \"x\" FROM t").is_ok());
+    assert!(classify("SELECT U&'d\\0061t\\+000061' FROM t").is_ok());
+}
+
+#[test]
+fn identifiers_fold_like_postgresql() {
+    // PostgreSQL folds only ASCII letters of unquoted names.
+    check("SELECT * FROM ORDERS", K::Select, &["orders"], &[]);
+    check(
+        "SELECT * FROM \u{212A}eys",
+        K::Select,
+        &["\u{212A}eys"],
+        &[],
+    );
+    check("SELECT * FROM \"SECRETS\"", K::Select, &["SECRETS"], &[]);
+    check(
+        "SELECT * FROM \"public\".\"secrets\"",
+        K::Select,
+        &["public.secrets"],
+        &[],
+    );
+    check(
+        "SELECT * FROM PuBlIc.SeCrEtS",
+        K::Select,
+        &["public.secrets"],
+        &[],
+    );
+}
+
+#[test]
+fn side_effect_functions_are_listed() {
+    for f in [
+        "nextval",
+        "setval",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_advisory_xact_lock",
+        "pg_try_advisory_lock",
+        "lo_import",
+        "lo_export",
+        "dblink_exec",
+        "pg_read_file",
+        "pg_ls_dir",
+        "table_to_xml",
+        "query_to_xml",
+        "query_to_xml_and_xmlschema",
+        "cursor_to_xmlschema",
+        "ts_stat",
+        "pg_notify",
+        "pg_create_logical_replication_slot",
+        "pg_reload_conf",
+    ] {
+        assert!(has_side_effects(&QualifiedName::bare(f)), "{f}");
+        assert!(
+            has_side_effects(&QualifiedName::qualified("pg_catalog", f)),
+            "{f}"
+        );
+    }
+    for f in [
+        "count",
+        "lower",
+        "now",
+        "coalesce",
+        "currval",
+        "pg_sleep",
+        "set_config",
+    ] {
+        assert!(!has_side_effects(&QualifiedName::bare(f)), "{f}");
+    }
+    // set_config makes a SELECT also a `set`.
+    let i = one("SELECT set_config('statement_timeout', '1', false)");
+    assert_eq!(i.kind, K::Select);
+    assert!(i.dml_kinds.contains(&K::Set));
+}

@@ -26,7 +26,11 @@
 //! - every kind must be in `statements` (empty = any), and a kind the
 //!   classifier does not know (`StatementKind::Other`) never matches;
 //! - every table read or written must match `tables` (empty = any);
-//! - when `functions` is given, every function called must match it.
+//! - when `functions` is given, every function called must match it;
+//! - a built-in function with side effects ([`sql::SIDE_EFFECT_FUNCTIONS`]:
+//!   `nextval`, `pg_terminate_backend`, `lo_*`, `table_to_xml`, …) must be
+//!   named by `functions` even when it is empty; a `set_config` call makes
+//!   the statement also of kind `set`.
 //!
 //! For `deny` rules (broad): some kind in `statements` (empty = any kind,
 //! unknown ones included), some touched table in `tables` (empty = no
@@ -994,6 +998,22 @@ fn sql_matches(m: &SqlMatch, effect: Effect, s: &StatementInfo) -> Result<String
             return Err(format!("the statement touches no table in {:?}", m.tables));
         }
     }
+    // A built-in function with effects beyond reading the named tables
+    // (`nextval`, `pg_terminate_backend`, `table_to_xml('secrets')`, …) is
+    // allowed only by a rule that names it: `statements: [select]` must not
+    // mean "may write sequences or signal other sessions".
+    if strict {
+        if let Some(f) = s
+            .functions
+            .iter()
+            .find(|f| sql::has_side_effects(f) && !function_matches(&m.functions, f, false))
+        {
+            return Err(format!(
+                "function `{f}` has effects beyond reading the tables the statement names: \
+                 only a rule whose `functions` names it allows it"
+            ));
+        }
+    }
     if !m.functions.is_empty() {
         if strict {
             if let Some(f) = s
@@ -1460,6 +1480,60 @@ mod tests {
 
     fn verdict(d: &Decision) -> (Effect, Option<&str>) {
         (d.effect, d.rule.as_deref())
+    }
+
+    #[test]
+    fn side_effect_functions_need_a_rule_naming_them() {
+        let p = sql_policy();
+        // analyst: select on public.orders / public.customers, no functions
+        // list; dba: everything.
+        for q in [
+            "SELECT nextval('orders_id_seq')",
+            "SELECT setval('orders_id_seq', 1)",
+            "SELECT pg_cancel_backend(42)",
+            "SELECT pg_catalog.pg_terminate_backend(42)",
+            "SELECT pg_advisory_lock(1)",
+            "SELECT pg_notify('c', 'x')",
+            "SELECT table_to_xml('secrets', true, false, '')",
+            "SELECT query_to_xml('SELECT * FROM secrets', true, false, '')",
+            "SELECT * FROM ts_stat('SELECT to_tsvector(value) FROM secrets')",
+            "SELECT id FROM orders WHERE id = (SELECT nextval('s'))",
+            "SELECT public.nextval('s')",
+        ] {
+            let d = sql_on_db(&p, &["analyst"], q);
+            assert_eq!(d.effect, Effect::Deny, "{q}: {d:?}");
+            assert!(
+                d.reason.contains("has effects beyond reading"),
+                "{q}: {}",
+                d.reason
+            );
+        }
+        // A setting changed by set_config is a `set`: not a select-only rule's.
+        let d = sql_on_db(
+            &p,
+            &["analyst"],
+            "SELECT set_config('statement_timeout', '1', false)",
+        );
+        assert_eq!(d.effect, Effect::Deny, "{d:?}");
+        assert!(d.reason.contains("statement kind set"), "{}", d.reason);
+        // Plain reads and ordinary functions are unchanged.
+        assert!(sql_on_db(
+            &p,
+            &["analyst"],
+            "SELECT lower(item), count(*) FROM orders GROUP BY 1"
+        )
+        .allowed());
+        // A rule naming the function allows it.
+        let mut named = p.clone();
+        for r in named.rules.iter_mut() {
+            if let Matcher::Sql(m) = &mut r.matcher {
+                if r.effect == Effect::Allow && r.roles.iter().any(|x| x == "dba") {
+                    m.functions = vec!["nextval".into(), "count".into()];
+                }
+            }
+        }
+        let d = sql_on_db(&named, &["dba"], "SELECT nextval('orders_id_seq')");
+        assert!(d.allowed(), "{d:?}");
     }
 
     #[test]
