@@ -229,7 +229,7 @@ fn indexed_evaluation_equals_the_full_scan() {
         .collect();
     let mut rng = StdRng::seed_from_u64(0x5ca1e);
     let mut decided = [0usize; 3];
-    for round in 0..3000 {
+    for round in 0..1500 {
         let policy = random_policy(&mut rng);
         let target = TARGETS.choose(&mut rng).copied().unwrap_or("t1");
         let index = RuleIndex::build(&policy, target);
