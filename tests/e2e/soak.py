@@ -984,6 +984,8 @@ def memory_report(samples: list[dict[str, Any]], opts: Options, elapsed: float) 
     """RSS and admin memory gauges: first / last / max / slope; the verdict
     (see the module docstring): "growth", "stable" or "not judged"."""
     warm = max(opts.min_warmup, opts.warmup_frac * elapsed)
+    if elapsed - warm < 120:
+        warm = elapsed / 2  # too short to judge: report the second half
     rss = series_report([(s["t"], s["rss_mib"]) for s in samples], warm)
     out: dict[str, Any] = {"warmup_s": round(warm, 1), "rss": {}, "stats": {}}
     if rss:
