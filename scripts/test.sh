@@ -9,7 +9,9 @@
 # clippy (native, and the filter for wasm32-wasip1) · cargo test (native) ·
 # the filter's unit tests compiled to wasm32-wasip1 and run under node:wasi ·
 # release build of the .wasm and the `pinhole` CLI · end-to-end tests (real
-# Envoy + the built .wasm + real MCP servers and clients, tests/e2e).
+# Envoy + the built .wasm + real MCP servers and clients, tests/e2e) · fuzz
+# smoke (every cargo-fuzz target for FUZZ_SECONDS, default 10 s, from its
+# seeds; scripts/fuzz.sh installs cargo-fuzz when missing; docs/fuzzing.md).
 #
 # Assumes only rustup/cargo, python3 and node >= 20 on the machine.
 set -euo pipefail
@@ -63,6 +65,13 @@ e2e() {
     --junit-xml=target/e2e-junit.xml "$@"
 }
 
+# Every fuzz target for a few seconds: catches a target that no longer
+# builds, a seed that crashes, a shallow regression. One build for all
+# targets (fuzz/target), then FUZZ_SECONDS per target.
+fuzz_smoke() {
+  FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash scripts/fuzz.sh smoke
+}
+
 stage "setup"                 bash scripts/setup.sh
 stage "rustfmt"               cargo fmt --all -- --check
 stage "clippy (native)"       cargo clippy "${locked[@]}" --workspace --all-targets -- -D warnings
@@ -71,6 +80,7 @@ stage "cargo test (native)"   cargo test "${locked[@]}" --workspace
 stage "unit tests (wasm/node)" wasm_unit_tests
 stage "release build"         build
 stage "e2e (pytest)"          e2e "$@"
+stage "fuzz smoke"            fuzz_smoke
 
 printf '\n[test] all stages passed in %ds\n' "$((SECONDS - T0))" >&2
 printf '[test]   %s\n' "${SUMMARY[@]}" >&2

@@ -87,11 +87,15 @@ def _die_with_parent() -> None:
 class McpServer:
     """tests/e2e/mcp_server.py in a subprocess on a free loopback port."""
 
-    def __init__(self, workdir: Path, name: str, *, sse: bool = False, stateless: bool = False) -> None:
+    def __init__(self, workdir: Path, name: str, *, sse: bool = False, stateless: bool = False,
+                 request_log: bool = True) -> None:
         self.workdir = workdir
         self.name = name
         self.sse = sse
         self.stateless = stateless
+        # False: no per-request log (long runs such as the soak; tool
+        # executions are still logged).
+        self.log_requests = request_log
         self.exec_log = JsonLog(workdir / f"{name}.exec.jsonl")
         self.request_log = JsonLog(workdir / f"{name}.requests.jsonl")
         self.log_path = workdir / f"{name}.server.log"
@@ -113,7 +117,7 @@ class McpServer:
             cmd.append("--stateless")
         env = dict(os.environ,
                    PINHOLE_EXEC_LOG=str(self.exec_log.path),
-                   PINHOLE_REQUEST_LOG=str(self.request_log.path),
+                   PINHOLE_REQUEST_LOG=str(self.request_log.path) if self.log_requests else "",
                    PYTHONUNBUFFERED="1")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
