@@ -929,8 +929,9 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthError> {
         return Err(AuthError::Missing);
     }
     let token = rest.trim_start();
-    let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
-    if token.is_empty() || !token.chars().all(token68) {
+    // Byte by byte: a non-ASCII character has no byte that passes.
+    let token68 = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(b);
+    if token.is_empty() || !token.as_bytes().iter().all(token68) {
         return Err(AuthError::Malformed);
     }
     Ok(token)

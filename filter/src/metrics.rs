@@ -14,6 +14,10 @@
 //! | `pinhole.audit_sent` / `pinhole.audit_dropped` | | audit events delivered / lost |
 //! | `pinhole.policy_load_failure` | | configurations whose policy did not load |
 
+use std::collections::HashMap;
+
+use crate::policy::Effect;
+
 /// `(tag name, regex)` pairs for Envoy's `stats_config.stats_tags`.
 pub const STATS_TAGS: &[(&str, &str)] = &[
     (
@@ -62,6 +66,76 @@ pub fn decision(effect: &str, target: &str, rule: Option<&str>) -> String {
     )
 }
 
+/// Rule → the counter id per effect (allow, deny, review).
+type RuleIds<V> = HashMap<String, [Option<V>; 3]>;
+
+/// Per-VM cache of the decision counters: `(effect, target, rule)` → the
+/// host's metric id, so a request neither formats the counter's name nor
+/// hashes it (the name is built once, on the first decision of its kind).
+/// Keyed by the borrowed parts: a hit allocates nothing. Holds at most
+/// [`DecisionCounters::MAX`] entries (beyond, `define` runs every time).
+#[derive(Debug, Default)]
+pub struct DecisionCounters<V> {
+    /// target → rule label source (`None` is stored as `"none"`, which is
+    /// what its name says) → id per effect (allow, deny, review).
+    map: std::cell::RefCell<HashMap<String, RuleIds<V>>>,
+    len: std::cell::Cell<usize>,
+}
+
+impl<V: Copy> DecisionCounters<V> {
+    pub const MAX: usize = 10_000;
+
+    pub fn new() -> Self {
+        DecisionCounters {
+            map: std::cell::RefCell::new(HashMap::new()),
+            len: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The id of the counter [`decision`] names, from `define(name)` on a
+    /// miss (`None`: not defined, not cached).
+    pub fn get(
+        &self,
+        effect: Effect,
+        target: &str,
+        rule: Option<&str>,
+        define: impl FnOnce(&str) -> Option<V>,
+    ) -> Option<V> {
+        let rule = rule.unwrap_or("none");
+        let slot = match effect {
+            Effect::Allow => 0,
+            Effect::Deny => 1,
+            Effect::Review => 2,
+        };
+        if let Ok(map) = self.map.try_borrow() {
+            if let Some(Some(id)) = map
+                .get(target)
+                .and_then(|rules| rules.get(rule))
+                .and_then(|ids| ids.get(slot))
+            {
+                return Some(*id);
+            }
+        }
+        let id = define(&decision(effect.as_str(), target, Some(rule)))?;
+        if self.len.get() < Self::MAX {
+            if let Ok(mut map) = self.map.try_borrow_mut() {
+                let ids = map
+                    .entry(target.to_owned())
+                    .or_default()
+                    .entry(rule.to_owned())
+                    .or_insert([None; 3]);
+                if let Some(s) = ids.get_mut(slot) {
+                    if s.is_none() {
+                        self.len.set(self.len.get() + 1);
+                    }
+                    *s = Some(id);
+                }
+            }
+        }
+        Some(id)
+    }
+}
+
 /// `pinhole.auth_failure.reason.<r>.target.<t>`.
 pub fn auth_failure(reason: &str, target: &str) -> String {
     format!(
@@ -104,6 +178,28 @@ mod tests {
             "pinhole.auth_failure.reason.token_expired.target.tools"
         );
         assert_eq!(label("a.b\nc"), "a_b_c");
+        let c = DecisionCounters::new();
+        let mut defined = Vec::new();
+        let mut get = |e, t, r| {
+            c.get(e, t, r, |n: &str| {
+                defined.push(n.to_owned());
+                Some(defined.len())
+            })
+        };
+        assert_eq!(get(Effect::Allow, "tools", Some("r.1")), Some(1));
+        assert_eq!(get(Effect::Allow, "tools", Some("r.1")), Some(1));
+        assert_eq!(get(Effect::Deny, "tools", None), Some(2));
+        // `rule: None` and `rule: "none"` share a name, hence a counter.
+        assert_eq!(get(Effect::Deny, "tools", Some("none")), Some(2));
+        assert_eq!(get(Effect::Deny, "api", None), Some(3));
+        assert_eq!(
+            defined,
+            [
+                decision("allow", "tools", Some("r.1")),
+                decision("deny", "tools", None),
+                decision("deny", "api", None),
+            ]
+        );
         assert_eq!(label(""), "_");
     }
 }

@@ -48,6 +48,8 @@ pub(crate) struct Http {
     masker: Option<Rc<crate::mask::Masker>>,
     /// The last allowed call of this request, for the "masked" audit event.
     last_call: Option<(String, Option<String>, Option<String>, Decision)>,
+    /// `source.address`, read once (a host call) when first needed.
+    source: std::cell::OnceCell<String>,
 }
 
 impl Http {
@@ -64,6 +66,7 @@ impl Http {
             last_call: None,
             request_id: None,
             responding: false,
+            source: std::cell::OnceCell::new(),
         }
     }
 
@@ -77,10 +80,12 @@ impl Http {
         Action::Pause
     }
 
-    fn source(&self) -> String {
-        self.get_property(vec!["source", "address"])
-            .and_then(|b| String::from_utf8(b).ok())
-            .unwrap_or_else(|| "-".into())
+    fn source(&self) -> &str {
+        self.source.get_or_init(|| {
+            self.get_property(vec!["source", "address"])
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_else(|| "-".into())
+        })
     }
 
     /// One audit event (Envoy log + filter state `wasm.pinhole_audit`).
@@ -113,7 +118,6 @@ impl Http {
     ) -> Option<String> {
         let source = self.source();
         let conn = self.id.to_string();
-        let request = self.request_id.clone();
         let protocol = engine.target.protocol;
         let mut event = AuditEvent::decided(
             super::audit::now_ms(self),
@@ -124,8 +128,8 @@ impl Http {
             masked,
         );
         event.conn = Some(&conn);
-        event.request = request.as_deref();
-        event.source = Some(&source);
+        event.request = self.request_id.as_deref();
+        event.source = Some(source);
         event.identity = who.map(|w| {
             let mut i = AuditIdentity::of(w);
             if let Some(g) = approval.and_then(|a| a.grant.as_ref()) {
@@ -142,16 +146,16 @@ impl Http {
         Some(line)
     }
 
-    fn log_decision(&self, engine: &Engine, what: &str, d: &Decision) {
-        self.log_decision_for(engine, self.identity.as_ref(), what, d);
-    }
-
-    fn log_decision_for(&self, engine: &Engine, who: Option<&Identity>, what: &str, d: &Decision) {
-        super::metrics::inc(&crate::metrics::decision(
-            d.effect.as_str(),
-            &engine.target.name,
-            d.rule.as_deref(),
-        ));
+    /// Count a decision; log it if refused (allows at debug level). `what`
+    /// is formatted only when a line is written.
+    fn log_decision_for(
+        &self,
+        engine: &Engine,
+        who: Option<&Identity>,
+        what: &dyn std::fmt::Display,
+        d: &Decision,
+    ) {
+        super::metrics::decision(d.effect, &engine.target.name, d.rule.as_deref(), 1);
         // Every decision is in the audit trail; the readable line is for
         // refusals (and for allows at debug level), not a second log write
         // on every allowed call.
@@ -167,7 +171,7 @@ impl Http {
             who.map(|i| i.roles.join(",")).unwrap_or_default(),
             self.source(),
             self.id,
-            engine::header_safe(what),
+            engine::header_safe(&what.to_string()),
             engine::header_safe(&d.reason),
         );
         if d.effect == Effect::Allow {
@@ -178,16 +182,27 @@ impl Http {
     }
 
     fn on_headers(&mut self, engine: &Engine, end_of_stream: bool) -> Action {
-        // Client-supplied identity headers are never trusted.
-        for (name, _) in self.get_http_request_headers() {
+        // One copy of the request headers serves every read below (each
+        // read of one header would be a host call). The first value of a
+        // name is what `get_http_request_header` returns; Envoy's names are
+        // lowercase. Client-supplied identity headers are never trusted.
+        let headers = self.get_http_request_headers();
+        for (name, _) in &headers {
             if name
-                .to_ascii_lowercase()
-                .starts_with(IDENTITY_HEADER_PREFIX)
+                .as_bytes()
+                .get(..IDENTITY_HEADER_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(IDENTITY_HEADER_PREFIX.as_bytes()))
             {
-                self.set_http_request_header(&name, None);
+                self.set_http_request_header(name, None);
             }
         }
-        self.request_id = self.get_http_request_header("x-request-id");
+        let header = |key: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        self.request_id = header("x-request-id").map(str::to_owned);
         if !super::audit::admits() {
             log::warn!(
                 "pinhole: request refused: the audit buffer is full (strict mode) target={} request={}",
@@ -196,8 +211,7 @@ impl Http {
             );
             return self.reply(engine::unavailable(&engine::audit_full_decision().reason));
         }
-        let auth = self.get_http_request_header("authorization");
-        let who = match engine.authenticate(auth.as_deref(), now_secs(self)) {
+        let who = match engine.authenticate(header("authorization"), now_secs(self)) {
             Ok(who) => who,
             Err(e) => {
                 super::metrics::inc(&crate::metrics::auth_failure(
@@ -229,11 +243,11 @@ impl Http {
             // uncompressed (a compressed one is refused, never passed).
             self.set_http_request_header("accept-encoding", None);
         }
-        let method = self.get_http_request_header(":method").unwrap_or_default();
+        let method = header(":method").unwrap_or_default();
         // Decided here, before the identity is stored for the body and
         // response callbacks.
         let http_decision = match engine.target.protocol {
-            Protocol::Http => Some(self.decide_http(engine, &who, &method)),
+            Protocol::Http => Some(self.decide_http(engine, &who, method)),
             _ => None,
         };
         self.identity = Some(who);
@@ -258,9 +272,10 @@ impl Http {
                 }
                 // The body is decided as uncompressed UTF-8 JSON: refuse any
                 // other coding or media type before reading it.
-                let ctype = self.get_http_request_header("content-type");
-                let coding = self.get_http_request_header("content-encoding");
-                if let Err(v) = mcp::check_post_headers(ctype.as_deref(), coding.as_deref()) {
+                if let Err(v) = mcp::check_post_headers(
+                    header("content-type"),
+                    header("content-encoding"),
+                ) {
                     log::warn!(
                         "pinhole: MCP request answered by the filter target={} request={}: {}",
                         engine.target.name,
@@ -298,7 +313,7 @@ impl Http {
                 let decided =
                     engine.decide_at(who, &Request::Http { method, path }, now_secs(self));
                 let d = &decided.decision;
-                self.log_decision_for(engine, Some(who), &format!("{method} {path}"), d);
+                self.log_decision_for(engine, Some(who), &format_args!("{method} {path}"), d);
                 self.audit(
                     engine,
                     Some(who),
@@ -314,7 +329,7 @@ impl Http {
                     rule: None,
                     reason: why,
                 };
-                self.log_decision_for(engine, Some(who), &format!("{method} -"), &d);
+                self.log_decision_for(engine, Some(who), &format_args!("{method} -"), &d);
                 self.audit(
                     engine,
                     Some(who),
@@ -333,7 +348,9 @@ impl Http {
     }
 
     fn on_body(&mut self, engine: &Engine, body: &[u8]) -> Action {
-        let Some(who) = self.identity.clone() else {
+        // Borrowed out of `self` for the decision (no copy of the roles);
+        // put back before anything else reads it.
+        let Some(who) = self.identity.take() else {
             return self.reply(engine::unavailable("identity lost"));
         };
         let now = now_secs(self);
@@ -355,7 +372,12 @@ impl Http {
                 Some((a, args)) => (a.as_ref(), args.as_ref()),
                 None => (None, None),
             };
-            self.log_decision(engine, &format!("{} {}", d.method, d.item), &d.decision);
+            self.log_decision_for(
+                engine,
+                Some(&who),
+                &format_args!("{} {}", d.method, d.item),
+                &d.decision,
+            );
             let mut command = Command::mcp_method(&d.method);
             match d.method.as_str() {
                 "tools/call" => command.tool = d.name.as_deref(),
@@ -400,6 +422,7 @@ impl Http {
                 self.id
             );
         }
+        self.identity = Some(who);
         let action = self.outcome(verdict.outcome);
         for id in call_ids {
             if !self.lists.iter().any(|(l, _)| *l == id) {

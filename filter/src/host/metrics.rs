@@ -9,6 +9,26 @@ use proxy_wasm::types::MetricType;
 
 thread_local! {
     static IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+    /// Decision counters by (effect, target, rule): a decision neither
+    /// formats nor hashes the counter's name once it was seen.
+    static DECISIONS: crate::metrics::DecisionCounters<u32> =
+        crate::metrics::DecisionCounters::new();
+}
+
+/// Add `by` decisions to `pinhole.decision.effect.<e>.target.<t>.rule.<r>`
+/// ([`crate::metrics::decision`]).
+pub(crate) fn decision(effect: crate::policy::Effect, target: &str, rule: Option<&str>, by: u64) {
+    if by == 0 {
+        return;
+    }
+    let id = DECISIONS.with(|d| {
+        d.get(effect, target, rule, |name| {
+            hostcalls::define_metric(MetricType::Counter, name).ok()
+        })
+    });
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+    }
 }
 
 /// Add `by` to counter `name` (defining it on first use). Failures are

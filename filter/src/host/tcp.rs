@@ -99,10 +99,7 @@ impl Tcp {
             // counter update per statement would cost more than deciding.
             if self.session.pending_allowed() >= ALLOWED_FLUSH || self.closing {
                 for (rule, n) in self.session.take_allowed() {
-                    super::metrics::add(
-                        &crate::metrics::decision("allow", target, rule.as_deref()),
-                        n,
-                    );
+                    super::metrics::decision(Effect::Allow, target, rule.as_deref(), n);
                 }
             }
             if let Some(reason) = self.session.take_auth_failure() {
@@ -222,11 +219,7 @@ impl Tcp {
     fn log_decision(&self, engine: &Engine, source: &str, sql: &str, d: &Decision, review: bool) {
         let allowed = d.effect == Effect::Allow;
         if !allowed {
-            super::metrics::inc(&crate::metrics::decision(
-                d.effect.as_str(),
-                &engine.target.name,
-                d.rule.as_deref(),
-            ));
+            super::metrics::decision(d.effect, &engine.target.name, d.rule.as_deref(), 1);
             if d.rule.is_none() && d.reason.starts_with("the SQL could not be parsed") {
                 super::metrics::inc(&crate::metrics::sql_parse_failure(&engine.target.name));
             }
