@@ -378,6 +378,11 @@ impl GrantSet {
         self.grants.is_empty()
     }
 
+    /// Whether any grant names this subject (a hash lookup).
+    pub fn has_subject(&self, sub: &str) -> bool {
+        self.by_subject.contains_key(sub)
+    }
+
     fn of<'a, 'w>(&'a self, who: &'w VerifiedToken) -> impl Iterator<Item = &'a Grant> + 'w
     where
         'a: 'w,
