@@ -29,7 +29,18 @@ pub const MAX_CACHED_SQL: usize = 4096;
 /// The cache key of `sql`: the normalized text when normalizing is safe,
 /// else the text itself.
 pub fn cache_key(sql: &str) -> String {
-    normalize(sql).unwrap_or_else(|| sql.to_owned())
+    // Normalized keys start with NUL, which no SQL text holds (PostgreSQL
+    // messages carry C strings): a text keyed as it is can never equal the
+    // normalized key of another (`select a ? into e` vs `select a 'x' into e`).
+    match normalize(sql) {
+        Some(n) => {
+            let mut k = String::with_capacity(n.len() + 1);
+            k.push('\0');
+            k.push_str(&n);
+            k
+        }
+        None => sql.to_owned(),
+    }
 }
 
 /// The normalized form, or `None` when the text must be keyed as is.
