@@ -218,7 +218,7 @@ def show_postgres(artifacts: harness.Artifacts, workdir: Path, ks: KeySet, clust
                              UPSTREAM_PORT=cluster.port, ECDS_PATH=ecds_path)
     envoy = envoyctl.Envoy(config, workdir, name="envoy-postgres",
                            env={pg.PASSWORD_ENV: cluster.password}).start(timeout=60)
-    wait_reloads(envoy, 1)
+    envoy.wait_ecds_reloads(1)
     port = envoy.listen_port
     print(f"  PostgreSQL 15    127.0.0.1:{cluster.port}  (backend role {pg.BACKEND_USER}, scram-sha-256; "
           f"its password only in Envoy's environment)")
@@ -278,15 +278,6 @@ def show_postgres(artifacts: harness.Artifacts, workdir: Path, ks: KeySet, clust
     return envoy
 
 
-def wait_reloads(envoy: envoyctl.Envoy, n: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = sum(v for k, v in envoy.stats("extension_config_discovery.").items() if k.endswith("config_reload"))
-        if got >= n:
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"Envoy did not apply ECDS update #{n}")
-
 
 def show_approval(artifacts: harness.Artifacts, workdir: Path, envoy: envoyctl.Envoy, port: int,
                   dba: str, push: list[str]) -> None:
@@ -316,7 +307,7 @@ def show_approval(artifacts: harness.Artifacts, workdir: Path, envoy: envoyctl.E
     for line in ok.stderr.splitlines()[:7]:
         print(dim(f"  {line}"))
     subprocess.run(push + ["--version", "v2", "--grants", str(grant)], check=True, capture_output=True, text=True)
-    wait_reloads(envoy, 2)
+    envoy.wait_ecds_reloads(2)
     print(f"  pushed         the policy with the grant (ECDS; Envoy not restarted)")
     for sql in (alter, "ALTER TABLE orders ADD COLUMN other text"):
         r = pg.psql(port, "alice", dba, sql)

@@ -263,6 +263,19 @@ class Envoy:
                 out[s["name"]] = s["value"]
         return out
 
+    def wait_ecds_reloads(self, n: int, *, timeout: float = 20) -> None:
+        """Wait until ECDS has applied `n` filter configurations (the sum of
+        every discovered filter's `config_reload`; the tests run one)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = sum(v for k, v in self.stats("extension_config_discovery.").items()
+                      if k.endswith("config_reload"))
+            if got >= n:
+                return
+            time.sleep(0.05)
+        raise AssertionError(
+            f"Envoy did not apply ECDS update #{n}: {self.stats('extension_config_discovery.')}")
+
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")

@@ -58,15 +58,6 @@ def _run(artifacts, *args: str, ok: bool = True) -> subprocess.CompletedProcess[
     return proc
 
 
-def _wait_updates(envoy: envoyctl.Envoy, n: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = sum(v for k, v in envoy.stats("extension_config_discovery.").items() if k.endswith("config_reload"))
-        if got >= n:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"Envoy did not apply ECDS update #{n}")
-
 
 class Rig:
     def __init__(self, artifacts, d: Path, envoy: envoyctl.Envoy, ecds_path: Path) -> None:
@@ -82,7 +73,7 @@ class Rig:
         proc = _run(self.artifacts, *args, ok=ok)
         if proc.returncode == 0:
             self.pushes += 1
-            _wait_updates(self.envoy, self.pushes)
+            self.envoy.wait_ecds_reloads(self.pushes)
         return proc
 
 
@@ -121,7 +112,7 @@ def test_review_approve_expire_and_jit(artifacts, workdir: Path, pg_cluster, pg_
                           UPSTREAM_PORT=pg_cluster.port, ECDS_PATH=path)
     envoy = envoyctl.Envoy(cfg, d, name="approvals", env={pg.PASSWORD_ENV: pg_cluster.password}).start(timeout=60)
     try:
-        _wait_updates(envoy, 1)
+        envoy.wait_ecds_reloads(1)
         rig = Rig(artifacts, d, envoy, path)
         port = envoy.listen_port
         table = f"appr_{int(time.time() * 1000) % 10**9}"

@@ -50,16 +50,6 @@ def _push_raw(path: Path, version: str, artifacts, plugin_config: str) -> None:
         wasm=artifacts.wasm, plugin_config=plugin_config, vm_id=VM_ID, env_keys=[pg.PASSWORD_ENV]))
 
 
-def _wait_updates(envoy: envoyctl.Envoy, n: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = sum(v for k, v in envoy.stats("extension_config_discovery.").items()
-                  if k.endswith("config_reload"))
-        if got >= n:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"Envoy did not apply ECDS update #{n}: {envoy.stats('extension_config_discovery.')}")
-
 
 def test_revocation_reaches_open_sessions_without_a_restart(artifacts, workdir: Path, pg_cluster, pg_tokens) -> None:
     pg_cluster.set_auth("scram-sha-256")
@@ -76,7 +66,7 @@ def test_revocation_reaches_open_sessions_without_a_restart(artifacts, workdir: 
                           UPSTREAM_PORT=pg_cluster.port, ECDS_PATH=path)
     envoy = envoyctl.Envoy(cfg, d, name="ecds", env={pg.PASSWORD_ENV: pg_cluster.password}).start(timeout=60)
     try:
-        _wait_updates(envoy, 1)
+        envoy.wait_ecds_reloads(1)
         port = envoy.listen_port
         contractor = pg_tokens.analyst("contractor-7", lifetime=900)
         session = pg.connect("psycopg", port, "contractor-7", contractor)
@@ -139,7 +129,7 @@ def test_revocation_reaches_open_sessions_without_a_restart(artifacts, workdir: 
         # A corrupt blob written around the CLI: Envoy takes the config, the
         # filter keeps v2.
         _push_raw(path, "3", artifacts, envoyctl.plugin_config(pg.TARGET, "!!!not base64", listener="postgres"))
-        _wait_updates(envoy, 3)
+        envoy.wait_ecds_reloads(3)
         deadline = time.monotonic() + 10
         while "keeping the last good policy" not in envoy.log_text() and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -61,15 +61,6 @@ def _push(artifacts, policy: Path, version: str, out: Path) -> dict:
     return json.loads(proc.stdout)
 
 
-def _wait_reloads(envoy: envoyctl.Envoy, n: int, timeout: float = 20) -> None:
-    key = "extension_config_discovery.http_filter.pinhole.config_reload"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if envoy.stats("extension_config_discovery.").get(key, 0) >= n:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"Envoy did not apply ECDS update #{n}: {envoy.stats('extension_config_discovery.')}")
-
 
 def _get(envoy: envoyctl.Envoy, path: str, token: str | None) -> httpx.Response:
     headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -86,7 +77,7 @@ def test_push_delivers_an_http_filter_and_updates_it(artifacts, workdir: Path, p
     cfg = envoyctl.render(d / "envoy.tpl.yaml", d / "envoy.yaml", ECDS_PATH=ecds_path)
     envoy = envoyctl.Envoy(cfg, d, name="push-http").start(timeout=60)
     try:
-        _wait_reloads(envoy, 1)
+        envoy.wait_ecds_reloads(1)
         r = _get(envoy, "/v1/pods", None)
         assert r.status_code == 401 and 'realm="pinhole"' in r.headers["www-authenticate"], r.text
         r = _get(envoy, "/v1/pods", tokens.analyst("alice"))
@@ -98,7 +89,7 @@ def test_push_delivers_an_http_filter_and_updates_it(artifacts, workdir: Path, p
         v2 = workdir / "push-http-v2.yaml"  # beside the JWKS files it names
         v2.write_text(harness.policy_yaml(revoked_subject="alice"))
         _push(artifacts, v2, "2", ecds_path)
-        _wait_reloads(envoy, 2)
+        envoy.wait_ecds_reloads(2)
         deadline = time.monotonic() + 10
         while (r := _get(envoy, "/v1/pods", tokens.analyst("alice"))).status_code == 200:
             assert time.monotonic() < deadline, "the pushed revocation never applied"

@@ -35,15 +35,6 @@ def _ok(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stdout
 
 
-def _wait_reloads(envoy: envoyctl.Envoy, n: int, timeout: float = 20) -> None:
-    key = "extension_config_discovery.http_filter.pinhole.config_reload"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if envoy.stats("extension_config_discovery.").get(key, 0) >= n:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"Envoy did not apply ECDS update #{n}: {envoy.stats('extension_config_discovery.')}")
-
 
 def _wait_log(envoy: envoyctl.Envoy, text: str, timeout: float = 10) -> str:
     deadline = time.monotonic() + timeout
@@ -104,7 +95,7 @@ def test_only_policies_signed_by_the_publisher_load(artifacts, workdir: Path, po
     cfg = envoyctl.render(d / "envoy.tpl.yaml", d / "envoy.yaml", ECDS_PATH=ecds_path)
     envoy = envoyctl.Envoy(cfg, d, name="signed", env={}).start(timeout=60)
     try:
-        _wait_reloads(envoy, 1)
+        envoy.wait_ecds_reloads(1)
         alice = tokens.analyst("alice")
         r = _get(envoy, "/v1/pods", alice)
         assert r.status_code == 200 and r.text == "upstream", r.text
@@ -122,7 +113,7 @@ def test_only_policies_signed_by_the_publisher_load(artifacts, workdir: Path, po
                 wasm=artifacts.wasm, vm_id="pinhole", env_keys=[], network=False,
                 plugin_config=envoyctl.plugin_config("api", blob, listener="http",
                                                      publisher_key=publisher["public_key"])))
-            _wait_reloads(envoy, n)
+            envoy.wait_ecds_reloads(n)
             log = _wait_log(envoy, reason)
             line = next(ln for ln in log.splitlines() if reason in ln)
             assert "new policy NOT loaded, keeping the last good policy" in line, line
@@ -140,7 +131,7 @@ def test_only_policies_signed_by_the_publisher_load(artifacts, workdir: Path, po
         # v2 signed by the publisher (the real CLI): loads, alice is revoked.
         _ok(_run(artifacts, "push", str(v2), "--target", "api", "--wasm", str(artifacts.wasm),
                  "--sign-key", str(key), "--version", "5", "--out", str(ecds_path)))
-        _wait_reloads(envoy, 5)
+        envoy.wait_ecds_reloads(5)
         deadline = time.monotonic() + 10
         while (r := _get(envoy, "/v1/pods", alice)).status_code == 200:
             assert time.monotonic() < deadline, "the signed v2 never applied"
