@@ -5,6 +5,12 @@ Run it once scripts/setup.sh and scripts/build.sh have run:
 
     .venv/bin/python scripts/bench-http.py [--seconds 5] [--rounds 3]
         [--connections 8] [--json FILE] [--check] [--smoke]
+        [--only P,N,Nb,E,B] [--with NAME=WASM ...] [--no-pin]
+
+--with NAME=WASM adds a variant: Pinhole built as WASM, same policy and
+configuration as B (compare two builds in one run; the same build twice shows
+the noise between two Envoy processes, about +-6 us per request here).
+--only runs a subset (P is always run: everything is measured against it).
 
 What it does, all on loopback, everything stopped at the end:
 
@@ -12,11 +18,14 @@ What it does, all on loopback, everything stopped at the end:
      epoll loop in Python that answers every request with one fixed JSON-RPC
      result, keep-alive; the MCP SDK server would be the bottleneck). Its own
      ceiling is measured first, wrk straight at it;
-  2. four Envoys, all `--concurrency 1`, log level warning, the same
+  2. five Envoys, all `--concurrency 1`, log level warning, the same
      listener, stdout access log, buffer filter and router as envoy/mcp.yaml:
        P  bench/envoy/mcp-plain.yaml: no policy filter;
        N  envoy/mcp.yaml with bench/null-filter (reads one request header):
           the floor any Rust proxy-wasm HTTP filter pays;
+       Nb the same null filter configured "http-body": it also waits for
+          and reads the whole request body, as any filter deciding on a
+          JSON-RPC body must;
        E  bench/envoy/mcp-native.yaml: jwt_authn (same issuer, key and
           audience, local JWKS, token cache on) + mcp (JSON-RPC body into
           dynamic metadata) + rbac (JWT `groups` contains analysts AND
@@ -26,12 +35,14 @@ What it does, all on loopback, everything stopped at the end:
           tools/call decided (rule analysts-read allows whoami);
   3. checks once per variant that a valid call reaches the upstream, and for
      E and B that a call to another tool (`deploy`) is refused;
-  4. per round, every variant in turn (the starting variant rotates), `wrk -t1
+  4. Envoy is pinned to CPU 0, wrk and the upstream to CPU 1 (taskset;
+     --no-pin to let them share both);
+  5. per round, every variant in turn (the starting variant rotates), `wrk -t1
      -c C -d SECONDS --latency` with a Lua script POSTing one fixed
      tools/call body with `Authorization: Bearer <RS256 JWT of alice,
      groups [analysts]>`, `accept: application/json, text/event-stream`,
      `content-type: application/json`, `mcp-protocol-version`;
-  5. prints per run requests/s, p50/p99 latency and Envoy CPU (user + system
+  6. prints per run requests/s, p50/p99 latency and Envoy CPU (user + system
      from /proc) per request; then per variant the medians, the median of the
      per-round ratios of requests/s against P, and the median per-round added
      Envoy CPU per request over P.
@@ -83,6 +94,7 @@ NULL_FACTOR_TARGET = 1.5
 VARIANTS = [
     ("P", "plain", "no policy filter (buffer + router)"),
     ("N", "null_wasm", "+ trivial Rust proxy-wasm filter (bench/null-filter)"),
+    ("Nb", "null_body", "+ trivial Rust proxy-wasm filter that also reads the body"),
     ("E", "native", "+ jwt_authn + mcp + rbac (Envoy native)"),
     ("B", "pinhole", "+ Pinhole (e2e policy)"),
 ]
@@ -259,10 +271,22 @@ def parse_wrk(out: str) -> dict[str, Any]:
     return r
 
 
+def pin(pid: int | None, cpu: int) -> None:
+    """Move every thread of `pid` to CPU `cpu` (best effort)."""
+    if pid is None or not shutil.which("taskset"):
+        return
+    subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(pid)], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=False)
+
+
+def pinning(args: argparse.Namespace) -> bool:
+    return bool(args.pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"))
+
+
 def run_wrk(wrk: str, port: int, script: Path, args: argparse.Namespace, *, seconds: float | None = None,
             pid: int | None = None) -> dict[str, Any]:
     secs = seconds if seconds is not None else args.seconds
-    cmd = [wrk, "-t1", f"-c{args.connections}", f"-d{secs}s", "--latency", "-s", str(script),
+    cmd = (["taskset", "-c", "1"] if pinning(args) else []) + [wrk, "-t1", f"-c{args.connections}", f"-d{secs}s", "--latency", "-s", str(script),
            f"http://127.0.0.1:{port}/mcp"]
     cpu0 = cpu_seconds(pid)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 60)
@@ -315,6 +339,13 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--smoke", action="store_true", help="1 round of 1 s: does it work at all")
+    ap.add_argument("--with", dest="extra", action="append", default=[], metavar="NAME=WASM",
+                    help="also measure Pinhole built as WASM (same policy and config as B), shown as NAME; "
+                         "repeatable: compares builds in the same run")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="do not pin Envoy to CPU 0 and wrk and the upstream to CPU 1 (pinning is on when the "
+                         "machine has 2 or more CPUs: it steadies the per-request CPU figures)")
+    ap.add_argument("--only", help="comma-separated variant letters/names to run (default: all), e.g. P,N,B")
     ap.add_argument("--serve-upstream", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_upstream:
@@ -322,6 +353,17 @@ def main() -> int:
         return 0
     if args.smoke:
         args.seconds, args.rounds = 1, 1
+    variants = list(VARIANTS)
+    extra_wasm: dict[str, Path] = {}
+    for spec in args.extra:
+        name, sep, wasm_path = spec.partition("=")
+        if not sep or not name or not Path(wasm_path).is_file():
+            raise SystemExit(f"--with {spec!r}: expected NAME=PATH of an existing .wasm")
+        extra_wasm[name] = Path(wasm_path).resolve()
+        variants.append((name, name, f"+ Pinhole built as {wasm_path}"))
+    if args.only:
+        keep = set(args.only.split(","))
+        variants = [v for v in variants if v[0] in keep or v[1] in keep or v[1] == "plain" or v[1] in extra_wasm]
 
     import envoyctl
     import harness
@@ -363,14 +405,25 @@ def main() -> int:
                                        UPSTREAM_PORT=upstream.port, WASM=artifacts.wasm,
                                        PLUGIN_CONFIG=envoyctl.plugin_config("tools", blob)),
         }
-        for _, name, _ in VARIANTS:
+        if "null_body" in [v[1] for v in variants]:
+            cfgs["null_body"] = envoyctl.render(ROOT / "envoy" / "mcp.yaml", workdir / "null_body.envoy.yaml",
+                                                UPSTREAM_PORT=upstream.port, WASM=null_wasm,
+                                                PLUGIN_CONFIG="http-body")
+        for name, wasm_path in extra_wasm.items():
+            cfgs[name] = envoyctl.render(ROOT / "envoy" / "mcp.yaml", workdir / f"{name}.envoy.yaml",
+                                         UPSTREAM_PORT=upstream.port, WASM=wasm_path,
+                                         PLUGIN_CONFIG=envoyctl.plugin_config("tools", blob))
+        for _, name, _ in variants:
             e = envoyctl.Envoy(cfgs[name], workdir, name=name, log_level="warning")
             envoys[name] = e
             e.start(timeout=120)
-        sanity(envoys["plain"], token, enforces=False)
-        sanity(envoys["null_wasm"], token, enforces=False)
-        sanity(envoys["native"], token, enforces=True)
-        sanity(envoys["pinhole"], token, enforces=True)
+            if pinning(args):
+                pin(e.pid, 0)
+        if pinning(args):
+            pin(upstream.proc.pid if upstream.proc else None, 1)
+            print("pinned: Envoy on CPU 0; wrk and the upstream on CPU 1 (--no-pin to share both)", flush=True)
+        for _, name, _ in variants:
+            sanity(envoys[name], token, enforces=name in ("native", "pinhole"))
 
         # The upstream alone: its ceiling (requests/s wrk gets straight from it).
         if not args.smoke:
@@ -380,16 +433,17 @@ def main() -> int:
         print(f"upstream alone (Python epoll, canned JSON-RPC result): {up['rps']:.0f} req/s, "
               f"p50 {up['p50_ms']:.2f} ms", flush=True)
         # Warm-up (not counted): connections, the VMs, the JWT caches.
-        for _, name, _ in VARIANTS:
+        for _, name, _ in variants:
             run_wrk(wrk, envoys[name].listen_port, token_lua, args, seconds=1)
 
         print(f"wrk -t1 -c{args.connections} -d{args.seconds:g}s, POST tools/call `{TOOL}` with an RS256 JWT, "
               f"{args.rounds} round(s); Envoy --concurrency 1", flush=True)
-        for key, _, what in VARIANTS:
+        for key, _, what in variants:
             print(f"  {key} = {what}", flush=True)
         print(f"{'round':>5} {'var':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'µs/req':>8}", flush=True)
         for rnd in range(1, args.rounds + 1):
-            order = VARIANTS[(rnd - 1) % 4:] + VARIANTS[:(rnd - 1) % 4]
+            k = (rnd - 1) % len(variants)
+            order = variants[k:] + variants[:k]
             row: dict[str, Any] = {"round": rnd}
             for key, name, _ in order:
                 e = envoys[name]
@@ -404,7 +458,7 @@ def main() -> int:
         summary: dict[str, Any] = {}
         print(f"{'variant':56} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'µs/req':>7} {'÷P req/s':>9} "
               f"{'+µs/req':>8}")
-        for key, name, what in VARIANTS:
+        for key, name, what in variants:
             ratio = statistics.median(r[name]["rps"] / r["plain"]["rps"] for r in runs)
             added = _median([_sub(r[name]["envoy_cpu_us_per_req"], r["plain"]["envoy_cpu_us_per_req"])
                              for r in runs])
@@ -416,32 +470,34 @@ def main() -> int:
             summary[name] = s
             print(f"{key + ' ' + what:56} {s['rps']:>8.0f} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f} "
                   f"{_fmt(s['envoy_cpu_us_per_req']):>7} {ratio:>9.3f} {_fmt(added):>8}", flush=True)
-        b, n, e = (summary[k]["added_cpu_us_per_req"] for k in ("pinhole", "null_wasm", "native"))
-        # Per round, the same comparisons (medians of pairwise figures).
-        vs_null = _median([_div(_sub(r["pinhole"]["envoy_cpu_us_per_req"], r["plain"]["envoy_cpu_us_per_req"]),
-                                _sub(r["null_wasm"]["envoy_cpu_us_per_req"], r["plain"]["envoy_cpu_us_per_req"]))
-                           for r in runs])
-        vs_native = _median([_div(_sub(r["pinhole"]["envoy_cpu_us_per_req"], r["plain"]["envoy_cpu_us_per_req"]),
-                                  _sub(r["native"]["envoy_cpu_us_per_req"], r["plain"]["envoy_cpu_us_per_req"]))
-                             for r in runs])
-        ok_null = vs_null is not None and vs_null <= NULL_FACTOR_TARGET
-        ok_native = vs_native is not None and vs_native <= 1.0
-        summary["pinhole_added_vs_null_added"] = vs_null
-        summary["pinhole_added_vs_native_added"] = vs_native
-        summary["meets_null_target"] = ok_null
-        summary["meets_native_target"] = ok_native
         results["summary"] = summary
-        print(f"\nadded Envoy CPU per request over P (median of rounds): N {_fmt(n)} µs, E {_fmt(e)} µs, "
-              f"B {_fmt(b)} µs")
-        print(f"B added / N added: {_fmt(vs_null, 2)} (target <= {NULL_FACTOR_TARGET}: "
-              f"{'ok' if ok_null else 'MISSED'})   B added / E added: {_fmt(vs_native, 2)} "
-              f"(target <= 1: {'ok' if ok_native else 'MISSED'})")
+        ok_null = ok_native = False
+        if all(k in summary for k in ("pinhole", "null_wasm", "native")):
+            b, n, e = (summary[k]["added_cpu_us_per_req"] for k in ("pinhole", "null_wasm", "native"))
+            # Per round, the same comparisons (medians of pairwise figures).
+            vs_null = _median([_div(_sub(r["pinhole"]["envoy_cpu_us_per_req"], r["plain"]["envoy_cpu_us_per_req"]),
+                                    _sub(r["null_wasm"]["envoy_cpu_us_per_req"], r["plain"]["envoy_cpu_us_per_req"]))
+                               for r in runs])
+            vs_native = _median([_div(_sub(r["pinhole"]["envoy_cpu_us_per_req"], r["plain"]["envoy_cpu_us_per_req"]),
+                                      _sub(r["native"]["envoy_cpu_us_per_req"], r["plain"]["envoy_cpu_us_per_req"]))
+                                 for r in runs])
+            ok_null = vs_null is not None and vs_null <= NULL_FACTOR_TARGET
+            ok_native = vs_native is not None and vs_native <= 1.0
+            summary["pinhole_added_vs_null_added"] = vs_null
+            summary["pinhole_added_vs_native_added"] = vs_native
+            summary["meets_null_target"] = ok_null
+            summary["meets_native_target"] = ok_native
+            print(f"\nadded Envoy CPU per request over P (median of rounds): N {_fmt(n)} µs, E {_fmt(e)} µs, "
+                  f"B {_fmt(b)} µs")
+            print(f"B added / N added: {_fmt(vs_null, 2)} (target <= {NULL_FACTOR_TARGET}: "
+                  f"{'ok' if ok_null else 'MISSED'})   B added / E added: {_fmt(vs_native, 2)} "
+                  f"(target <= 1: {'ok' if ok_native else 'MISSED'})")
         print(f"load average: {os.getloadavg()[0]:.2f} (2 cores shared by wrk, Envoy, the upstream and others)")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"\nEnvoy configs and logs, policy and blob: {workdir}")
-        return 1 if (args.check and not (ok_null and ok_native)) else 0
+        return 1 if (args.check and not (ok_null and ok_native)) else 0  # --only without N/E/B: missed
     finally:
         for e in reversed(list(envoys.values())):
             e.stop()

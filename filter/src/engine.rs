@@ -686,6 +686,44 @@ impl Engine {
     }
 }
 
+/// The edits that turn the caller's request `headers` (Envoy's lowercase
+/// names, in order) into what the upstream receives: every `x-pinhole-*`
+/// header the caller sent goes (the upstream trusts them), `authorization`
+/// when `drop_token`, `accept-encoding` when `drop_encoding` (responses that
+/// must be read are asked for uncompressed), and the verified `identity`
+/// headers are set. `(name, None)` removes every value of `name`, `(name,
+/// Some(v))` replaces them with `v`. Only names present are removed, and a
+/// name that is set is not removed first: each edit is a host call.
+pub fn upstream_header_edits<'a>(
+    headers: &'a [(String, String)],
+    drop_token: bool,
+    drop_encoding: bool,
+    identity: &'a [(&'static str, String)],
+) -> Vec<(&'a str, Option<&'a str>)> {
+    let mut edits: Vec<(&str, Option<&str>)> = Vec::with_capacity(identity.len() + 2);
+    for (name, _) in headers {
+        let n = name.as_bytes();
+        let prefixed = n
+            .get(..IDENTITY_HEADER_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(IDENTITY_HEADER_PREFIX.as_bytes()));
+        let drop = (prefixed
+            && !identity
+                .iter()
+                .any(|(k, _)| k.as_bytes().eq_ignore_ascii_case(n)))
+            || (drop_token && n.eq_ignore_ascii_case(b"authorization"))
+            || (drop_encoding && n.eq_ignore_ascii_case(b"accept-encoding"));
+        if drop
+            && !edits
+                .iter()
+                .any(|(k, _)| k.as_bytes().eq_ignore_ascii_case(n))
+        {
+            edits.push((name.as_str(), None));
+        }
+    }
+    edits.extend(identity.iter().map(|(k, v)| (*k, Some(v.as_str()))));
+    edits
+}
+
 /// Add the roles of live elevation grants to a caller holding only its
 /// claims' roles.
 pub fn elevate(grants: &GrantSet, who: &mut Identity, now: u64) {
@@ -1054,6 +1092,59 @@ pub fn bad_upstream(reason: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_header_edits_drop_client_identity_token_and_encoding() {
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect()
+        };
+        let headers = h(&[
+            (":method", "POST"),
+            ("authorization", "Bearer t"),
+            ("x-pinhole-subject", "root"),
+            ("x-pinhole-subject", "root2"),
+            ("X-Pinhole-Roles", "admin"),
+            ("x-pinhole-anything", "1"),
+            ("x-pinhole-anything", "2"),
+            ("x-pinhol", "kept: not the prefix"),
+            ("accept-encoding", "gzip"),
+            ("cookie", "a=1"),
+        ]);
+        let identity = vec![
+            (HEADER_SUBJECT, "alice".to_string()),
+            (HEADER_ROLES, "analyst".to_string()),
+        ];
+        let edits = upstream_header_edits(&headers, true, true, &identity);
+        assert_eq!(
+            edits,
+            vec![
+                ("authorization", None),
+                ("x-pinhole-anything", None),
+                ("accept-encoding", None),
+                ("x-pinhole-subject", Some("alice")),
+                ("x-pinhole-roles", Some("analyst")),
+            ]
+        );
+        // Forwarded token, encoding kept: only client identity headers go.
+        let edits = upstream_header_edits(&headers, false, false, &identity);
+        assert_eq!(
+            edits,
+            vec![
+                ("x-pinhole-anything", None),
+                ("x-pinhole-subject", Some("alice")),
+                ("x-pinhole-roles", Some("analyst")),
+            ]
+        );
+        // Nothing to drop: only the identity is written.
+        let plain = h(&[(":method", "GET"), ("accept", "*/*")]);
+        assert_eq!(
+            upstream_header_edits(&plain, true, true, &identity).len(),
+            2
+        );
+    }
 
     #[test]
     fn bearer_parsing() {

@@ -11,11 +11,12 @@ mod host {
     use proxy_wasm::types::{Action, ContextType};
 
     proxy_wasm::main! {{
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { stream: false }) });
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { stream: false, body: false }) });
     }}
 
     struct Root {
         stream: bool,
+        body: bool,
     }
 
     impl Context for Root {}
@@ -23,11 +24,19 @@ mod host {
     impl RootContext for Root {
         fn on_configure(&mut self, _size: usize) -> bool {
             // Configuration "network" makes it a network filter.
-            self.stream = self.get_plugin_configuration().as_deref() == Some(b"network");
+            let cfg = self.get_plugin_configuration();
+            self.stream = cfg.as_deref() == Some(b"network");
+            // "http-body": also read the whole request body, as a filter that
+            // decides on a JSON-RPC body must.
+            self.body = cfg.as_deref() == Some(b"http-body");
             true
         }
         fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-            Some(Box::new(Null))
+            Some(if self.body {
+                Box::new(NullBody)
+            } else {
+                Box::new(Null)
+            })
         }
         fn create_stream_context(&self, _id: u32) -> Option<Box<dyn StreamContext>> {
             Some(Box::new(Null))
@@ -48,6 +57,24 @@ mod host {
     impl HttpContext for Null {
         fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
             let _ = self.get_http_request_header("authorization");
+            Action::Continue
+        }
+    }
+
+    struct NullBody;
+
+    impl Context for NullBody {}
+
+    impl HttpContext for NullBody {
+        fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+            let _ = self.get_http_request_header("authorization");
+            Action::Continue
+        }
+        fn on_http_request_body(&mut self, size: usize, eos: bool) -> Action {
+            if !eos {
+                return Action::Pause;
+            }
+            let _ = self.get_http_request_body(0, size);
             Action::Continue
         }
     }

@@ -6,9 +6,9 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use super::{now_secs, Loaded};
+use super::Loaded;
 use crate::audit::{AuditEvent, AuditIdentity, Command};
-use crate::engine::{self, Approval, Engine, Reply, IDENTITY_HEADER_PREFIX};
+use crate::engine::{self, Approval, Engine, Reply};
 use crate::identity::Identity;
 use crate::mcp::{self, BodyOutcome, ListKind, SseFilter};
 use crate::policy::eval::{Decision, Item, Request};
@@ -50,6 +50,10 @@ pub(crate) struct Http {
     last_call: Option<(String, Option<String>, Option<String>, Decision)>,
     /// `source.address`, read once (a host call) when first needed.
     source: std::cell::OnceCell<String>,
+    /// The host clock when the request headers arrived (ms since the Unix
+    /// epoch), read once: authentication, the request's decisions and
+    /// their audit events all use it (each read is a host call).
+    started_ms: Option<u64>,
 }
 
 impl Http {
@@ -67,7 +71,19 @@ impl Http {
             request_id: None,
             responding: false,
             source: std::cell::OnceCell::new(),
+            started_ms: None,
         }
+    }
+
+    /// The request's time in ms (see `started_ms`); the clock when the
+    /// request headers were not seen (response-side events).
+    fn now_ms(&self) -> u64 {
+        self.started_ms
+            .unwrap_or_else(|| super::audit::now_ms(self))
+    }
+
+    fn now_secs(&self) -> u64 {
+        self.now_ms() / 1000
     }
 
     fn reply(&self, r: Reply) -> Action {
@@ -120,7 +136,7 @@ impl Http {
         let conn = self.id.to_string();
         let protocol = engine.target.protocol;
         let mut event = AuditEvent::decided(
-            super::audit::now_ms(self),
+            self.now_ms(),
             &engine.target.name,
             protocol,
             command,
@@ -182,20 +198,13 @@ impl Http {
     }
 
     fn on_headers(&mut self, engine: &Engine, end_of_stream: bool) -> Action {
-        // One copy of the request headers serves every read below (each
-        // read of one header would be a host call). The first value of a
-        // name is what `get_http_request_header` returns; Envoy's names are
-        // lowercase. Client-supplied identity headers are never trusted.
+        // One copy of the request headers serves every read below, and one
+        // write replaces them when the request goes on (each read or write
+        // of one header would be a host call, and host calls are most of
+        // what a Wasm filter costs per request: docs/benchmarks.md). The
+        // first value of a name is what `get_http_request_header` returns;
+        // Envoy's names are lowercase.
         let headers = self.get_http_request_headers();
-        for (name, _) in &headers {
-            if name
-                .as_bytes()
-                .get(..IDENTITY_HEADER_PREFIX.len())
-                .is_some_and(|p| p.eq_ignore_ascii_case(IDENTITY_HEADER_PREFIX.as_bytes()))
-            {
-                self.set_http_request_header(name, None);
-            }
-        }
         let header = |key: &str| {
             headers
                 .iter()
@@ -203,6 +212,8 @@ impl Http {
                 .map(|(_, v)| v.as_str())
         };
         self.request_id = header("x-request-id").map(str::to_owned);
+        let now_ms = super::audit::now_ms(self);
+        self.started_ms = Some(now_ms);
         if !super::audit::admits() {
             log::warn!(
                 "pinhole: request refused: the audit buffer is full (strict mode) target={} request={}",
@@ -211,7 +222,7 @@ impl Http {
             );
             return self.reply(engine::unavailable(&engine::audit_full_decision().reason));
         }
-        let who = match engine.authenticate(header("authorization"), now_secs(self)) {
+        let who = match engine.authenticate(header("authorization"), now_ms / 1000) {
             Ok(who) => who,
             Err(e) => {
                 super::metrics::inc(&crate::metrics::auth_failure(
@@ -228,46 +239,56 @@ impl Http {
                 return self.reply(engine::unauthorized(&e));
             }
         };
-        if !engine.target.forward_token {
-            self.set_http_request_header("authorization", None);
-        }
-        for (name, value) in engine.identity_headers(&who) {
-            self.set_http_request_header(name, Some(&value));
-        }
         match engine.masker(&who.roles) {
             Ok(m) => self.masker = m,
             Err(e) => return self.reply(engine::unavailable(&e)),
-        }
-        if self.masker.is_some() {
-            // Responses must be read to be masked: ask for them
-            // uncompressed (a compressed one is refused, never passed).
-            self.set_http_request_header("accept-encoding", None);
         }
         let method = header(":method").unwrap_or_default();
         // Decided here, before the identity is stored for the body and
         // response callbacks.
         let http_decision = match engine.target.protocol {
-            Protocol::Http => Some(self.decide_http(engine, &who, method)),
+            Protocol::Http => {
+                Some(self.decide_http(engine, &who, method, header(":path").unwrap_or_default()))
+            }
             _ => None,
         };
+        // What the upstream receives: the caller's headers without any
+        // client-sent `x-pinhole-*` (never trusted), without the token
+        // (unless the target forwards it), without `accept-encoding` when
+        // the response must be read (masking, list filtering: a compressed
+        // one is refused, never passed), plus the verified identity.
+        let mcp_post = engine.target.protocol == Protocol::Mcp && method == "POST";
+        let mcp_get = engine.target.protocol == Protocol::Mcp && method == "GET";
+        let drop_encoding = self.masker.is_some() || mcp_post || mcp_get;
+        let identity = engine.identity_headers(&who);
+        let upstream_headers = engine::upstream_header_edits(
+            &headers,
+            !engine.target.forward_token,
+            drop_encoding,
+            &identity,
+        );
         self.identity = Some(who);
 
         match engine.target.protocol {
             Protocol::Http => match http_decision {
-                Some(Ok(())) => Action::Continue,
+                Some(Ok(())) => {
+                    self.edit_request_headers(&upstream_headers);
+                    Action::Continue
+                }
                 Some(Err(reply)) => self.reply(reply),
                 None => self.reply(engine::unavailable("no decision")),
             },
             Protocol::Mcp => {
-                if method == "GET" {
+                if mcp_get {
                     // The server-to-client SSE stream (and its replay with
                     // Last-Event-ID) can carry list responses: filter it.
                     self.filter_get_stream = true;
-                    self.set_http_request_header("accept-encoding", None);
+                    self.edit_request_headers(&upstream_headers);
                     return Action::Continue;
                 }
-                if method != "POST" {
+                if !mcp_post {
                     // DELETE ends a session: passes for authenticated callers.
+                    self.edit_request_headers(&upstream_headers);
                     return Action::Continue;
                 }
                 // The body is decided as uncompressed UTF-8 JSON: refuse any
@@ -287,8 +308,7 @@ impl Http {
                 if end_of_stream {
                     return self.outcome(mcp::empty_body_reply());
                 }
-                // List responses are filtered: ask for an uncompressed body.
-                self.set_http_request_header("accept-encoding", None);
+                self.edit_request_headers(&upstream_headers);
                 self.awaiting_body = true;
                 // Not Pause: proxy-wasm turns a paused headers callback into
                 // StopAllIteration, and the body callbacks would never run.
@@ -305,13 +325,24 @@ impl Http {
         }
     }
 
+    fn edit_request_headers(&self, edits: &[(&str, Option<&str>)]) {
+        for (name, value) in edits {
+            self.set_http_request_header(name, *value);
+        }
+    }
+
     /// A plain-HTTP request: method + path against the target's rules.
-    fn decide_http(&self, engine: &Engine, who: &Identity, method: &str) -> Result<(), Reply> {
-        let raw_path = self.get_http_request_header(":path").unwrap_or_default();
-        let d = match engine::http_rule_path(&raw_path) {
+    fn decide_http(
+        &self,
+        engine: &Engine,
+        who: &Identity,
+        method: &str,
+        raw_path: &str,
+    ) -> Result<(), Reply> {
+        let d = match engine::http_rule_path(raw_path) {
             Ok(path) => {
                 let decided =
-                    engine.decide_at(who, &Request::Http { method, path }, now_secs(self));
+                    engine.decide_at(who, &Request::Http { method, path }, self.now_secs());
                 let d = &decided.decision;
                 self.log_decision_for(engine, Some(who), &format_args!("{method} {path}"), d);
                 self.audit(
@@ -330,13 +361,7 @@ impl Http {
                     reason: why,
                 };
                 self.log_decision_for(engine, Some(who), &format_args!("{method} -"), &d);
-                self.audit(
-                    engine,
-                    Some(who),
-                    Command::http(method, &raw_path),
-                    &d,
-                    None,
-                );
+                self.audit(engine, Some(who), Command::http(method, raw_path), &d, None);
                 d
             }
         };
@@ -353,7 +378,7 @@ impl Http {
         let Some(who) = self.identity.take() else {
             return self.reply(engine::unavailable("identity lost"));
         };
-        let now = now_secs(self);
+        let now = self.now_secs();
         // Per decision, in order: a review rule's hold or approval, and a
         // held tool call's arguments (for the approver).
         let mut side: Vec<(Option<Approval>, Option<serde_json::Value>)> = Vec::new();
