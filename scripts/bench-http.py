@@ -18,7 +18,8 @@ What it does, all on loopback, everything stopped at the end:
      epoll loop in Python that answers every request with one fixed JSON-RPC
      result, keep-alive; the MCP SDK server would be the bottleneck). Its own
      ceiling is measured first, wrk straight at it;
-  2. five Envoys, all `--concurrency 1`, log level warning, the same
+  2. five Envoys, all `--concurrency 1`, log level warning (the Wasm
+     component at info, so Pinhole's audit lines are written), the same
      listener, stdout access log, buffer filter and router as envoy/mcp.yaml:
        P  bench/envoy/mcp-plain.yaml: no policy filter;
        N  envoy/mcp.yaml with bench/null-filter (reads one request header):
@@ -414,7 +415,11 @@ def main() -> int:
                                          UPSTREAM_PORT=upstream.port, WASM=wasm_path,
                                          PLUGIN_CONFIG=envoyctl.plugin_config("tools", blob))
         for _, name, _ in variants:
-            e = envoyctl.Envoy(cfgs[name], workdir, name=name, log_level="warning")
+            # Warnings only, except the Wasm component at info: Pinhole's
+            # audit lines (info) are written, as in production; P, N and E
+            # write nothing per request at that level either way.
+            e = envoyctl.Envoy(cfgs[name], workdir, name=name, log_level="warning",
+                               extra_args=["--component-log-level", "wasm:info"])
             envoys[name] = e
             e.start(timeout=120)
             if pinning(args):
@@ -492,6 +497,12 @@ def main() -> int:
             print(f"B added / N added: {_fmt(vs_null, 2)} (target <= {NULL_FACTOR_TARGET}: "
                   f"{'ok' if ok_null else 'MISSED'})   B added / E added: {_fmt(vs_native, 2)} "
                   f"(target <= 1: {'ok' if ok_native else 'MISSED'})")
+        if "pinhole" in summary and "null_body" in summary:
+            vs_nb = _median([_div(_sub(r["pinhole"]["envoy_cpu_us_per_req"], r["plain"]["envoy_cpu_us_per_req"]),
+                                  _sub(r["null_body"]["envoy_cpu_us_per_req"], r["plain"]["envoy_cpu_us_per_req"]))
+                             for r in runs])
+            summary["pinhole_added_vs_null_body_added"] = vs_nb
+            print(f"B added / Nb added: {_fmt(vs_nb, 2)} (the floor of a Wasm filter that reads the body)")
         print(f"load average: {os.getloadavg()[0]:.2f} (2 cores shared by wrk, Envoy, the upstream and others)")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
