@@ -256,6 +256,32 @@ def test_writable_cte_is_a_write(pg_stack, pg_tokens, db, case) -> None:
     run_refused(pg_stack, pg_tokens, db, role, sql)
 
 
+# ---------------------------------------------------------------- row locks (SELECT … FOR UPDATE / SHARE)
+
+ROW_LOCKS = {
+    "for-update": "SELECT * FROM orders WHERE id = 1 FOR UPDATE",
+    "for-share-join": "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id FOR SHARE",
+    "for-update-of-alias": "SELECT o.id FROM orders o, customers c WHERE c.id = o.customer_id FOR UPDATE OF o",
+    "skip-locked": "SELECT id FROM orders FOR UPDATE SKIP LOCKED",
+    "in-a-subquery": "SELECT count(*) FROM (SELECT id FROM orders FOR UPDATE) s",
+}
+
+
+@pytest.mark.parametrize("case", list(ROW_LOCKS))
+def test_row_locks_need_update_not_select(pg_stack, pg_tokens, db, case) -> None:
+    """PostgreSQL needs the UPDATE privilege to lock rows, and the locks
+    block every writer of those rows: a select-only analyst may not take
+    them."""
+    run_refused(pg_stack, pg_tokens, db, "analyst", ROW_LOCKS[case])
+
+
+def test_row_locks_are_allowed_to_a_writer(pg_stack, pg_tokens, db) -> None:
+    with login(pg_stack, pg_tokens, "dba") as c:
+        res = c.query("BEGIN; SELECT id FROM orders WHERE id = 1 FOR UPDATE; ROLLBACK")
+        assert res.error is None, res.error
+        assert res.rows == [["1"]], res.rows
+
+
 # ---------------------------------------------------------------- PREPARE / EXECUTE
 
 def test_prepare_of_a_write_and_its_execute_are_refused(pg_stack, pg_tokens, db) -> None:

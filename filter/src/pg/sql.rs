@@ -26,6 +26,9 @@
 //!   a plain EXPLAIN is kind explain with the inner statement's tables and
 //!   functions as reads.
 //! - `SELECT … INTO t` is a create of table `t`; `TABLE t` reads `t`.
+//! - `SELECT … FOR UPDATE | FOR SHARE [OF t]` is an update of the tables it
+//!   locks (PostgreSQL requires the UPDATE privilege for it, and the row
+//!   locks block writers).
 //! - `DO` blocks (which sqlparser does not parse) are recognised by their
 //!   first keyword: kind `do_block`, nothing else known about them.
 //! - Names: unquoted identifiers are lower-cased, quoted ones kept;
@@ -601,6 +604,55 @@ impl Collector {
         }
     }
 
+    /// `SELECT … FOR UPDATE | FOR SHARE [OF t]`: PostgreSQL requires the
+    /// UPDATE privilege on each table it locks, and the row locks block
+    /// writers: an update of those tables, not a read. The locked tables are
+    /// the plain tables in that SELECT's FROM (not its subqueries), or those
+    /// `OF` names (by alias or name); any other query body (set
+    /// operations, VALUES) with a locking clause is an update with no table
+    /// known (PostgreSQL refuses those; a rule allowing `update` on some
+    /// table still does not match a statement it cannot see).
+    fn locking_clause(&mut self, query: &Query) {
+        self.dml.push(StatementKind::Update);
+        let SetExpr::Select(select) = &*query.body else {
+            return;
+        };
+        let mut from: Vec<(QualifiedName, Option<String>)> = Vec::new();
+        for twj in &select.from {
+            for tf in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
+                if let TableFactor::Table {
+                    name,
+                    alias,
+                    args: None,
+                    ..
+                } = tf
+                {
+                    let n = qualified_name(name);
+                    if !self.is_cte(&n) {
+                        from.push((n, alias.as_ref().map(|a| ident(&a.name))));
+                    }
+                }
+            }
+        }
+        let named: Vec<QualifiedName> = query
+            .locks
+            .iter()
+            .filter_map(|l| l.of.as_ref().map(qualified_name))
+            .collect();
+        let all = query.locks.iter().any(|l| l.of.is_none());
+        for (table, alias) in from {
+            let picked = all
+                || named.iter().any(|o| {
+                    (o.schema.is_none() && alias.as_deref() == Some(o.name.as_str()))
+                        || *o == table
+                        || (o.schema.is_none() && alias.is_none() && o.name == table.name)
+                });
+            if picked {
+                self.write_targets.push(table);
+            }
+        }
+    }
+
     fn dml_statement(&mut self, st: &Statement) {
         match st {
             Statement::Insert(i) => {
@@ -674,6 +726,9 @@ impl Visitor for Collector {
         });
         // `TABLE t` names a table in a form the visitor does not report.
         self.table_exprs(&query.body);
+        if !query.locks.is_empty() {
+            self.locking_clause(query);
+        }
         ControlFlow::Continue(())
     }
 

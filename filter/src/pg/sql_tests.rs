@@ -706,3 +706,58 @@ fn side_effect_functions_are_listed() {
     assert_eq!(i.kind, K::Select);
     assert!(i.dml_kinds.contains(&K::Set));
 }
+
+#[test]
+fn locking_selects_are_updates_of_the_locked_tables() {
+    // PostgreSQL requires UPDATE on each locked table; the row locks block
+    // writers: a select-only rule must not allow them.
+    let i = check(
+        "SELECT * FROM orders WHERE id = 1 FOR UPDATE",
+        K::Update,
+        &[],
+        &["orders"],
+    );
+    assert!(i.dml_kinds.contains(&K::Update));
+    check(
+        "select * from orders o join customers c on c.id = o.customer_id for share",
+        K::Update,
+        &[],
+        &["orders", "customers"],
+    );
+    // OF names the locked table, by alias or by name; the other is read.
+    check(
+        "SELECT * FROM orders o JOIN customers c ON c.id = o.cid FOR UPDATE OF o",
+        K::Update,
+        &["customers"],
+        &["orders"],
+    );
+    check(
+        "SELECT * FROM public.orders, customers FOR UPDATE OF customers NOWAIT",
+        K::Update,
+        &["public.orders"],
+        &["customers"],
+    );
+    // Tables in subqueries are not locked by the outer clause: read.
+    check(
+        "SELECT * FROM orders WHERE cid IN (SELECT id FROM customers) FOR UPDATE SKIP LOCKED",
+        K::Update,
+        &["customers"],
+        &["orders"],
+    );
+    // A locking subquery makes the whole statement an update.
+    check(
+        "SELECT * FROM (SELECT * FROM orders FOR UPDATE) s",
+        K::Update,
+        &[],
+        &["orders"],
+    );
+    // A CTE named in FROM is not a table.
+    check(
+        "WITH x AS (SELECT id FROM orders) SELECT * FROM x FOR UPDATE",
+        K::Update,
+        &["orders"],
+        &[],
+    );
+    // Without a locking clause: a plain read.
+    check("SELECT * FROM orders", K::Select, &["orders"], &[]);
+}
