@@ -246,6 +246,7 @@ def main() -> int:
         def measure(kind: str, alg: str, *, seconds: float | None = None, pid: int | None = None,
                     expect_rps: float | None = None) -> dict[str, Any]:
             """One wrk run: kind "null", "hit" or "miss"."""
+            envoy = null if kind == "null" else pinhole
             lua = workdir / f"wrk-{kind}-{alg}.lua"
             cursor_out = workdir / f"wrk-{kind}-{alg}.cursor"
             cursor_out.unlink(missing_ok=True)
@@ -259,9 +260,8 @@ def main() -> int:
                 wrk_rotation_script(lua, hit_files[alg], 0, cursor_out)
                 # The hit token may have been evicted by other runs' tokens:
                 # put it back in the cache before measuring.
-                bh.post((null if kind == "null" else pinhole).listen_port, bh.BODY, hit_token[alg])
-            e = null if kind == "null" else pinhole
-            r = bh.run_wrk(wrk, e.listen_port, lua, args, seconds=seconds, pid=pid)
+                bh.post(envoy.listen_port, bh.BODY, hit_token[alg])
+            r = bh.run_wrk(wrk, envoy.listen_port, lua, args, seconds=seconds, pid=pid)
             if kind == "miss":
                 try:
                     end = int(cursor_out.read_text().split()[0])
@@ -297,8 +297,8 @@ def main() -> int:
             k = (rnd - 1) % len(blocks)
             row: dict[str, Any] = {"round": rnd}
             for block in blocks[k:] + blocks[:k]:
-                runs = [("null", "RS256")] if block == "null" else [("hit", block), ("miss", block)]
-                for kind, alg in runs:
+                steps = [("null", "RS256")] if block == "null" else [("hit", block), ("miss", block)]
+                for kind, alg in steps:
                     pid = (null if kind == "null" else pinhole).pid
                     if kind == "miss":
                         r = miss(alg, row[f"{alg}-hit"]["rps"], pid=pid)
