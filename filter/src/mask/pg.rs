@@ -315,17 +315,18 @@ impl RowMasker {
         let mut count = 0;
         for (i, (v, col)) in values.iter().zip(&self.columns).enumerate() {
             let bytes = v.value.and_then(|(start, end)| frame.get(start..end));
-            let new: Option<Option<Vec<u8>>> = match self.value_outcome(m, i, col, bytes, formats)? {
-                Outcome::Keep => None,
-                Outcome::Replace(new, n) => {
-                    count += n;
-                    Some(Some(new))
-                }
-                Outcome::Unmaskable(n) => {
-                    count += n;
-                    Some(None)
-                }
-            };
+            let new: Option<Option<Vec<u8>>> =
+                match self.value_outcome(m, i, col, bytes, formats)? {
+                    Outcome::Keep => None,
+                    Outcome::Replace(new, n) => {
+                        count += n;
+                        Some(Some(new))
+                    }
+                    Outcome::Unmaskable(n) => {
+                        count += n;
+                        Some(None)
+                    }
+                };
             match (new, out.as_mut()) {
                 // Unchanged so far: nothing to copy yet.
                 (None, None) => {}

@@ -1718,7 +1718,14 @@ fn pg_mask_frame_equals_decode_mask_encode() {
                     })
                     .collect();
                 let frame = encode_data_row(values);
-                for formats in [&[][..], &[0], &[1], &[0, 1, 0, 1, 1, 1, 0, 0], &[0, 0], &[3]] {
+                for formats in [
+                    &[][..],
+                    &[0],
+                    &[1],
+                    &[0, 1, 0, 1, 1, 1, 0, 0],
+                    &[0, 0],
+                    &[3],
+                ] {
                     let want = decode_mask_encode(&rm, &frame, formats);
                     let got = rm.mask_frame(&frame, formats);
                     assert_eq!(got, want, "row {i}, formats {formats:?}");
@@ -1737,8 +1744,14 @@ fn pg_mask_frame_equals_decode_mask_encode() {
 
 #[test]
 fn pg_mask_frame_leaves_unmasked_rows_alone_and_keeps_other_values_byte_for_byte() {
-    let rm = masker(&columns(&[("email", Strategy::Partial { keep: 4 })]))
-        .row_masker(&[field("id", 0, 0, INT4, 0), field("email", 0, 0, TEXT, 0), field("n", 0, 0, TEXT, 0)], &());
+    let rm = masker(&columns(&[("email", Strategy::Partial { keep: 4 })])).row_masker(
+        &[
+            field("id", 0, 0, INT4, 0),
+            field("email", 0, 0, TEXT, 0),
+            field("n", 0, 0, TEXT, 0),
+        ],
+        &(),
+    );
     let frame = encode_data_row(row(&[Some(b"7"), Some(b"ada@example.test"), Some(b"x\0y")]));
     let (out, n) = rm.mask_frame(&frame, &[]).unwrap().unwrap();
     assert_eq!(n, 1);
@@ -1749,7 +1762,8 @@ fn pg_mask_frame_leaves_unmasked_rows_alone_and_keeps_other_values_byte_for_byte
     // A NULL (the only value to mask) or a no-op plan: the frame as it is.
     let null = encode_data_row(row(&[Some(b"7"), None, Some(b"z")]));
     assert_eq!(rm.mask_frame(&null, &[]).unwrap(), None);
-    let noop = masker(&columns(&[("other", redact())])).row_masker(&[field("id", 0, 0, INT4, 0)], &());
+    let noop =
+        masker(&columns(&[("other", redact())])).row_masker(&[field("id", 0, 0, INT4, 0)], &());
     assert!(noop.is_noop());
     assert_eq!(noop.mask_frame(b"not even a frame", &[]).unwrap(), None);
 }
@@ -1794,7 +1808,10 @@ fn pg_mask_frame_refuses_malformed_frames_as_the_codec_does() {
         let got = rm.mask_frame(f, &[]);
         if codec_reads {
             // Well formed, but not two columns.
-            assert!(matches!(got, Err(MaskError::ColumnCount { .. })), "case {i}: {got:?}");
+            assert!(
+                matches!(got, Err(MaskError::ColumnCount { .. })),
+                "case {i}: {got:?}"
+            );
         } else {
             assert_eq!(got, Err(MaskError::Unreadable), "case {i}: {f:?}");
         }
