@@ -334,9 +334,12 @@ def main() -> int:
                   f"{args.masked_rows} rows); C = pinhole with the masking policy, caller exempt "
                   f"(nothing masked); B = the same Envoy, bench role: email, card, note masked", flush=True)
         masked_runs: list[dict[str, Any]] = []
+        # The table header again whenever the workload changes.
         header_done: set[str] = set()
         for rnd in range(1, args.rounds + 1):
             for workload in workloads:
+                if len(workloads) > 1:
+                    header_done.clear()
                 for mode in modes:
                     if workload == "select":
                         assert b is not None
