@@ -1,7 +1,8 @@
 //! Response masking: `Masker::mask_text` on arbitrary strings, `mask_json`
 //! / `scan_json` / `mask_mcp_result` on arbitrary JSON, and
-//! `RowMasker::mask_data_row` on arbitrary rows, under fixed specs plus
-//! specs with a fuzzed custom detector pattern or field path.
+//! `RowMasker::mask_data_row` and `RowMasker::mask_frame` on arbitrary
+//! rows, under fixed specs plus specs with a fuzzed custom detector pattern
+//! or field path.
 //!
 //! Input: `mode:u8 ...`. `mode % 4` picks the spec (0: every built-in
 //! detector, redact; 1: mixed strategies with a hash key; 2: a custom
@@ -15,7 +16,9 @@
 //! text stays borrowed); built-in detector spans are in bounds on character
 //! boundaries; under spec 3, no value under an `email` key is left as it
 //! was by `mask_json`; a row keeps its column count and every value a
-//! `redact` column rule masks becomes NULL or holds the redaction.
+//! `redact` column rule masks becomes NULL or holds the redaction;
+//! `mask_frame` on the row's DataRow frame gives the frame `mask_data_row`
+//! gives, encoded (or the same error).
 #![no_main]
 
 use std::borrow::Cow;
@@ -23,7 +26,8 @@ use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
 use pinhole_filter::mask::{
-    Builtin, ColumnAction, ColumnRule, DetectorRule, FieldRule, HashKey, MaskSpec, Masker, Strategy,
+    encode_data_row, Builtin, ColumnAction, ColumnRule, DetectorRule, FieldRule, HashKey, MaskSpec,
+    Masker, Strategy,
 };
 use pinhole_filter::pg::codec::FieldDescription;
 use pinhole_fuzz_support::Bytes;
@@ -193,9 +197,23 @@ fn row(m: &Masker, b: &mut Bytes<'_>) {
     .collect();
     let rm = m.row_masker(&fields, &catalog);
     let formats = rm.description_formats().to_vec();
+    let frame = encode_data_row(values.clone());
     for fmts in [&formats[..], &[][..], &formats[..1.min(formats.len())]] {
         let mut v = values.clone();
-        if let Ok(n) = rm.mask_data_row(&mut v, fmts) {
+        let result = rm.mask_data_row(&mut v, fmts);
+        // The session masks the frame itself: the same bytes and count as
+        // decoding, masking and encoding, the same errors.
+        let want = match &result {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some((encode_data_row(v.clone()), *n))),
+            Err(e) => Err(e.clone()),
+        };
+        assert_eq!(
+            rm.mask_frame(&frame, fmts),
+            want,
+            "mask_frame differs from mask_data_row"
+        );
+        if let Ok(n) = result {
             assert_eq!(v.len(), values.len(), "the row lost or gained columns");
             if n == 0 {
                 assert!(v == values, "nothing masked, yet the row changed");

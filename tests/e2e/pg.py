@@ -1046,12 +1046,14 @@ def psql(port: int, user: str, password: str, sql: str | list[str], *, dbname: s
 
 def pgbench(port: int, user: str, password: str, *, mode: str = "simple", select_only: bool = True,
             seconds: float | None = 2, transactions: int | None = None, clients: int = 2, threads: int = 1,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """pgbench -n [-S] -M MODE -c C -j J (-T SECS | -t N) through a port,
-    PGPASSWORD=password."""
+            timeout: float = 120, script: str | Path | None = None) -> subprocess.CompletedProcess[str]:
+    """pgbench -n [-S | -f SCRIPT] -M MODE -c C -j J (-T SECS | -t N) through
+    a port, PGPASSWORD=password (a `script` replaces the built-in ones)."""
     args = [pgbench_binary(), "-n", "-M", mode, "-c", str(clients), "-j", str(threads),
             "-h", "127.0.0.1", "-p", str(port), "-U", user]
-    if select_only:
+    if script is not None:
+        args += ["-f", str(script)]
+    elif select_only:
         args.append("-S")
     if transactions is not None:
         args += ["-t", str(transactions)]

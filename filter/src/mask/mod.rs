@@ -282,6 +282,8 @@ pub enum MaskError {
     ColumnCount { expected: usize, got: usize },
     #[error("result format codes: {0}")]
     Formats(String),
+    #[error("a result row could not be read")]
+    Unreadable,
 }
 
 // ------------------------------------------------------------------ key

@@ -273,56 +273,148 @@ impl RowMasker {
         if self.noop {
             return Ok(0);
         }
-        if values.len() != self.columns.len() {
-            return Err(MaskError::ColumnCount {
-                expected: self.columns.len(),
-                got: values.len(),
-            });
-        }
-        if formats.len() > 1 && formats.len() != values.len() {
-            return Err(MaskError::Formats(format!(
-                "{} codes for {} columns",
-                formats.len(),
-                values.len()
-            )));
-        }
+        self.check_shape(values.len(), formats)?;
         let m = &*self.masker.inner;
         let mut count = 0;
         for (i, (value, col)) in values.iter_mut().zip(&self.columns).enumerate() {
-            let format = match formats {
-                [] => 0,
-                [f] => *f,
-                _ => formats.get(i).copied().unwrap_or(0),
-            };
-            let binary = match format {
-                0 => false,
-                1 => true,
-                f => return Err(MaskError::Formats(format!("unknown format code {f}"))),
-            };
-            let Some(bytes) = value.as_mut() else {
-                continue;
-            };
-            let outcome = match (col.action, col.strategy) {
-                (ColumnAction::Mask { .. }, Some(s)) => mask_value(m, col, s, bytes, binary)?,
-                (ColumnAction::Scan, _) => scan_value(m, col, bytes, binary)?,
-                _ => Outcome::Keep,
-            };
-            match outcome {
+            match self.value_outcome(m, i, col, value.as_deref(), formats)? {
                 Outcome::Keep => {}
                 Outcome::Replace(new, n) => {
-                    *bytes = new;
+                    *value = Some(new);
                     count += n;
                 }
-                Outcome::Unmaskable(n) => match m.unmaskable {
-                    Unmaskable::Null => {
-                        *value = None;
-                        count += n;
-                    }
-                    Unmaskable::Refuse => return Err(MaskError::Unmaskable(col.name.clone())),
-                },
+                Outcome::Unmaskable(n) => {
+                    *value = None;
+                    count += n;
+                }
             }
         }
         Ok(count)
+    }
+
+    /// [`RowMasker::mask_data_row`] on a whole DataRow frame (type byte,
+    /// length, values), without decoding it into owned values: values that
+    /// stay are copied from the frame as they are. `Ok(None)`: nothing in
+    /// the row is masked, forward the frame unchanged; else the new frame
+    /// and the number of values and spans masked. The same bytes and count
+    /// as decoding the frame, [`RowMasker::mask_data_row`] and encoding it
+    /// again; a frame that is not a well-formed DataRow is
+    /// [`MaskError::Unreadable`].
+    pub fn mask_frame(
+        &self,
+        frame: &[u8],
+        formats: &[i16],
+    ) -> Result<Option<(Vec<u8>, usize)>, MaskError> {
+        if self.noop {
+            return Ok(None);
+        }
+        let values = data_row_values(frame).ok_or(MaskError::Unreadable)?;
+        self.check_shape(values.len(), formats)?;
+        let m = &*self.masker.inner;
+        let mut out: Option<Vec<u8>> = None;
+        let mut count = 0;
+        for (i, (v, col)) in values.iter().zip(&self.columns).enumerate() {
+            let bytes = v.value.and_then(|(start, end)| frame.get(start..end));
+            let new: Option<Option<Vec<u8>>> =
+                match self.value_outcome(m, i, col, bytes, formats)? {
+                    Outcome::Keep => None,
+                    Outcome::Replace(new, n) => {
+                        count += n;
+                        Some(Some(new))
+                    }
+                    Outcome::Unmaskable(n) => {
+                        count += n;
+                        Some(None)
+                    }
+                };
+            match (new, out.as_mut()) {
+                // Unchanged so far: nothing to copy yet.
+                (None, None) => {}
+                // Unchanged after a change: its length and bytes as they were.
+                (None, Some(o)) => o.extend_from_slice(frame.get(v.at..v.end).unwrap_or_default()),
+                (Some(new), o) => {
+                    let o = match o {
+                        Some(o) => o,
+                        // The first change: everything before this value as it was.
+                        None => out.insert({
+                            let mut o = Vec::with_capacity(frame.len() + 32);
+                            o.extend_from_slice(frame.get(..v.at).unwrap_or_default());
+                            o
+                        }),
+                    };
+                    match new {
+                        None => o.extend_from_slice(&(-1i32).to_be_bytes()),
+                        Some(b) => {
+                            let len = i32::try_from(b.len()).unwrap_or(i32::MAX);
+                            o.extend_from_slice(&len.to_be_bytes());
+                            o.extend_from_slice(&b);
+                        }
+                    }
+                }
+            }
+        }
+        let Some(mut o) = out else {
+            return Ok(None);
+        };
+        let len = i32::try_from(o.len().saturating_sub(1)).unwrap_or(i32::MAX);
+        if let Some(slot) = o.get_mut(1..5) {
+            slot.copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(Some((o, count)))
+    }
+
+    fn check_shape(&self, values: usize, formats: &[i16]) -> Result<(), MaskError> {
+        if values != self.columns.len() {
+            return Err(MaskError::ColumnCount {
+                expected: self.columns.len(),
+                got: values,
+            });
+        }
+        if formats.len() > 1 && formats.len() != values {
+            return Err(MaskError::Formats(format!(
+                "{} codes for {} columns",
+                formats.len(),
+                values
+            )));
+        }
+        Ok(())
+    }
+
+    /// What becomes of value `i` (`None`: NULL) of a row. `Unmaskable` is
+    /// returned only when the value becomes NULL (`unmaskable: null`); with
+    /// `unmaskable: refuse` it is an error.
+    fn value_outcome(
+        &self,
+        m: &Inner,
+        i: usize,
+        col: &Column,
+        value: Option<&[u8]>,
+        formats: &[i16],
+    ) -> Result<Outcome, MaskError> {
+        let format = match formats {
+            [] => 0,
+            [f] => *f,
+            _ => formats.get(i).copied().unwrap_or(0),
+        };
+        let binary = match format {
+            0 => false,
+            1 => true,
+            f => return Err(MaskError::Formats(format!("unknown format code {f}"))),
+        };
+        let Some(bytes) = value else {
+            return Ok(Outcome::Keep);
+        };
+        let outcome = match (col.action, col.strategy) {
+            (ColumnAction::Mask { .. }, Some(s)) => mask_value(m, col, s, bytes, binary)?,
+            (ColumnAction::Scan, _) => scan_value(m, col, bytes, binary)?,
+            _ => Outcome::Keep,
+        };
+        match (outcome, m.unmaskable) {
+            (Outcome::Unmaskable(_), Unmaskable::Refuse) => {
+                Err(MaskError::Unmaskable(col.name.clone()))
+            }
+            (o, _) => Ok(o),
+        }
     }
 
     /// Masks a backend message in place if it is a DataRow (see
@@ -342,6 +434,53 @@ impl RowMasker {
 /// The wire bytes of a DataRow with these values.
 pub fn encode_data_row(values: Vec<Option<Vec<u8>>>) -> Vec<u8> {
     BackendMessage::DataRow { values }.encode()
+}
+
+/// Where a value of a DataRow frame is: its length prefix at `at`, the
+/// frame's next value at `end`, its bytes at `value` (`None`: NULL).
+#[derive(Debug, Clone, Copy)]
+struct ValueAt {
+    at: usize,
+    end: usize,
+    value: Option<(usize, usize)>,
+}
+
+/// The values of a whole DataRow frame, checked as the codec decodes one:
+/// type `D`, a length that covers the rest of the frame, a non-negative
+/// count, every length -1 (NULL) or within the frame, nothing after the
+/// last value. `None` when any of that fails.
+fn data_row_values(frame: &[u8]) -> Option<Vec<ValueAt>> {
+    let int = |at: usize| -> Option<i32> {
+        let b = frame.get(at..at.checked_add(4)?)?;
+        Some(i32::from_be_bytes(<[u8; 4]>::try_from(b).ok()?))
+    };
+    if frame.first() != Some(&b'D') {
+        return None;
+    }
+    let len = usize::try_from(int(1)?).ok()?;
+    if len.checked_add(1)? != frame.len() {
+        return None;
+    }
+    let count = <[u8; 2]>::try_from(frame.get(5..7)?).ok()?;
+    let n = usize::try_from(i16::from_be_bytes(count)).ok()?;
+    let mut values = Vec::with_capacity(n.min(frame.len() / 4));
+    let mut at = 7usize;
+    for _ in 0..n {
+        let l = int(at)?;
+        let start = at + 4;
+        let (end, value) = if l == -1 {
+            (start, None)
+        } else {
+            let end = start.checked_add(usize::try_from(l).ok()?)?;
+            if end > frame.len() {
+                return None;
+            }
+            (end, Some((start, end)))
+        };
+        values.push(ValueAt { at, end, value });
+        at = end;
+    }
+    (at == frame.len()).then_some(values)
 }
 
 enum Outcome {

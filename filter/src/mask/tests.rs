@@ -1643,3 +1643,177 @@ fn pg_data_row_round_trip() {
     let mut other = BackendMessage::ReadyForQuery { status: b'I' };
     assert_eq!(rm.mask_message(&mut other, &[]).unwrap(), 0);
 }
+
+// ---------------------------------------------------------------- DataRow frames
+
+/// What the session did per row before [`RowMasker::mask_frame`]: decode
+/// the frame, mask the values, encode them again (`None`: nothing masked).
+fn decode_mask_encode(
+    rm: &RowMasker,
+    frame: &[u8],
+    formats: &[i16],
+) -> Result<Option<(Vec<u8>, usize)>, MaskError> {
+    let Ok(Some((BackendMessage::DataRow { mut values }, n))) =
+        decode_backend(frame, BackendPhase::Normal)
+    else {
+        return Err(MaskError::Unreadable);
+    };
+    if n != frame.len() {
+        return Err(MaskError::Unreadable);
+    }
+    let count = rm.mask_data_row(&mut values, formats)?;
+    Ok((count > 0).then(|| (encode_data_row(values), count)))
+}
+
+#[test]
+fn pg_mask_frame_equals_decode_mask_encode() {
+    let samples: [&[u8]; 9] = [
+        b"alice@example.com",
+        b"4111 1111 1111 1111",
+        b"call +44 20 7946 0958 or bob@example.org",
+        b"",
+        b"12345",
+        b"{\"mail\": \"carol@example.net\", \"n\": 4111111111111111}",
+        &[1, b'{', b'}'],
+        &[0xff, 0xfe],
+        &[0, 0, 0, 0, 0, 0, 0, 42],
+    ];
+    let mut spec = columns(&[
+        ("email", Strategy::Partial { keep: 4 }),
+        ("card", Strategy::Partial { keep: 4 }),
+        ("note", redact()),
+        ("salary", Strategy::Hash {}),
+        ("doc", redact()),
+    ]);
+    spec.detectors = detectors(&["email", "payment_card", "phone"]).detectors;
+    let fields = [
+        field("id", 0, 0, INT8, 0),
+        field("email", 0, 0, TEXT, 0),
+        field("card", 0, 0, 1043, 0),
+        field("note", 0, 0, TEXT, 0),
+        field("salary", 0, 0, NUMERIC, 0),
+        field("doc", 0, 0, JSONB, 0),
+        field("free", 0, 0, TEXT, 0),
+        field("data", 0, 0, JSON, 0),
+    ];
+    let noise = noise(5, 400);
+    let mut checked = [0usize; 3]; // unchanged, masked, errors
+    for unmaskable in [Unmaskable::Null, Unmaskable::Refuse] {
+        spec.unmaskable = unmaskable;
+        for with_detectors in [true, false] {
+            let mut s = spec.clone();
+            if !with_detectors {
+                s.detectors.clear();
+            }
+            let rm = masker(&s).row_masker(&fields, &());
+            for (i, text) in noise.iter().enumerate() {
+                // Each column: NULL, a sample or noise, by position; every
+                // fourth row has NULL in every column a rule masks.
+                let values: Vec<Option<Vec<u8>>> = (0..fields.len())
+                    .map(|c| match (i + c * 7) % 5 {
+                        _ if i % 4 == 0 && (1..=5).contains(&c) => None,
+                        0 => None,
+                        1 | 2 => Some(samples[(i + c) % samples.len()].to_vec()),
+                        _ => Some(text.as_bytes().to_vec()),
+                    })
+                    .collect();
+                let frame = encode_data_row(values);
+                for formats in [
+                    &[][..],
+                    &[0],
+                    &[1],
+                    &[0, 1, 0, 1, 1, 1, 0, 0],
+                    &[0, 0],
+                    &[3],
+                ] {
+                    let want = decode_mask_encode(&rm, &frame, formats);
+                    let got = rm.mask_frame(&frame, formats);
+                    assert_eq!(got, want, "row {i}, formats {formats:?}");
+                    checked[match &got {
+                        Ok(None) => 0,
+                        Ok(Some(_)) => 1,
+                        Err(_) => 2,
+                    }] += 1;
+                }
+            }
+        }
+    }
+    // Every outcome was exercised, plenty of times.
+    assert!(checked.iter().all(|&n| n > 100), "{checked:?}");
+}
+
+#[test]
+fn pg_mask_frame_leaves_unmasked_rows_alone_and_keeps_other_values_byte_for_byte() {
+    let rm = masker(&columns(&[("email", Strategy::Partial { keep: 4 })])).row_masker(
+        &[
+            field("id", 0, 0, INT4, 0),
+            field("email", 0, 0, TEXT, 0),
+            field("n", 0, 0, TEXT, 0),
+        ],
+        &(),
+    );
+    let frame = encode_data_row(row(&[Some(b"7"), Some(b"ada@example.test"), Some(b"x\0y")]));
+    let (out, n) = rm.mask_frame(&frame, &[]).unwrap().unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        out,
+        encode_data_row(row(&[Some(b"7"), Some(b"***@*******.test"), Some(b"x\0y")]))
+    );
+    // A NULL (the only value to mask) or a no-op plan: the frame as it is.
+    let null = encode_data_row(row(&[Some(b"7"), None, Some(b"z")]));
+    assert_eq!(rm.mask_frame(&null, &[]).unwrap(), None);
+    let noop =
+        masker(&columns(&[("other", redact())])).row_masker(&[field("id", 0, 0, INT4, 0)], &());
+    assert!(noop.is_noop());
+    assert_eq!(noop.mask_frame(b"not even a frame", &[]).unwrap(), None);
+}
+
+#[test]
+fn pg_mask_frame_refuses_malformed_frames_as_the_codec_does() {
+    let rm = masker(&columns(&[("a", redact())]))
+        .row_masker(&[field("a", 0, 0, TEXT, 0), field("b", 0, 0, TEXT, 0)], &());
+    let good = encode_data_row(row(&[Some(b"secret"), None]));
+    assert!(rm.mask_frame(&good, &[]).unwrap().is_some());
+    let fix_len = |mut f: Vec<u8>| {
+        let len = i32::try_from(f.len() - 1).unwrap().to_be_bytes();
+        f[1..5].copy_from_slice(&len);
+        f
+    };
+    let mut cases: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"D".to_vec(),
+        b"D\0\0\0\x06\0".to_vec(),
+        // Not a DataRow.
+        fix_len([b"T".as_slice(), &good[5..]].concat()),
+        // Declared length shorter / longer than the frame.
+        [good.as_slice(), b"x"].concat(),
+        good[..good.len() - 1].to_vec(),
+        // Trailing bytes after the last value.
+        fix_len([good.as_slice(), b"x"].concat()),
+        // A value running past the end.
+        fix_len(good[..good.len() - 6].to_vec()),
+        // A negative count; a length below -1.
+        fix_len([b"D\0\0\0\0\xff\xff".as_slice()].concat()),
+        fix_len([b"D\0\0\0\0\0\x01\xff\xff\xff\xfe".as_slice()].concat()),
+    ];
+    // Every truncation of the body, the header fixed up.
+    for cut in 5..good.len() {
+        cases.push(fix_len(good[..cut].to_vec()));
+    }
+    for (i, f) in cases.iter().enumerate() {
+        let codec_reads = matches!(
+            decode_backend(f, BackendPhase::Normal),
+            Ok(Some((BackendMessage::DataRow { .. }, n))) if n == f.len()
+        );
+        let got = rm.mask_frame(f, &[]);
+        if codec_reads {
+            // Well formed, but not two columns.
+            assert!(
+                matches!(got, Err(MaskError::ColumnCount { .. })),
+                "case {i}: {got:?}"
+            );
+        } else {
+            assert_eq!(got, Err(MaskError::Unreadable), "case {i}: {f:?}");
+        }
+    }
+}

@@ -40,6 +40,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::rc::Rc;
 
+use crate::mask::MaskError;
 use crate::mask::Masker;
 use crate::mask::RowMasker;
 
@@ -1426,20 +1427,21 @@ impl Session {
                 let Some(plan) = &self.row_plan else {
                     return Ok(None);
                 };
-                let Ok(Some((BackendMessage::DataRow { mut values }, _))) =
-                    codec::decode_backend(frame, BackendPhase::Normal)
-                else {
-                    return Err("a result row could not be read for masking".into());
-                };
-                let formats = plan.description_formats().to_vec();
-                let n = plan
-                    .mask_data_row(&mut values, &formats)
-                    .map_err(|e| format!("a result value that must be masked could not be: {e}"))?;
-                if n == 0 {
-                    return Ok(None);
+                // Masked on the frame: no owned copy of every value, the
+                // values that stay are copied as they are.
+                match plan.mask_frame(frame, plan.description_formats()) {
+                    Ok(None) => Ok(None),
+                    Ok(Some((row, n))) => {
+                        self.masked += n as u64;
+                        Ok(Some(row))
+                    }
+                    Err(MaskError::Unreadable) => {
+                        Err("a result row could not be read for masking".into())
+                    }
+                    Err(e) => Err(format!(
+                        "a result value that must be masked could not be: {e}"
+                    )),
                 }
-                self.masked += n as u64;
-                Ok(Some(BackendMessage::DataRow { values }.encode()))
             }
             b'H' | b'W' => Err(
                 "COPY … TO results cannot be masked; the masking rules for your roles refuse it".into(),
