@@ -6,7 +6,13 @@ Run it once scripts/setup.sh and scripts/build.sh have run:
 
     .venv/bin/python scripts/bench-responses.py [--seconds 5] [--rounds 3]
         [--connections 8] [--result-bytes 1048000] [--json FILE] [--smoke]
-        [--no-pin]
+        [--workloads list-50,list-500,result] [--with NAME=WASM ...] [--no-pin]
+    .venv/bin/python scripts/bench-responses.py --write-payloads DIR   # the bodies, for
+        filter/examples/response_path.rs (the same work natively)
+
+--with NAME=WASM adds a variant NAME-mask to every workload: Pinhole built
+as WASM, same policy and configuration as B, masked caller (compare two
+builds in one run).
 
 What it does, all on loopback, everything stopped at the end:
 
@@ -29,16 +35,16 @@ What it does, all on loopback, everything stopped at the end:
           header; it does not read responses): the floor of any Rust
           proxy-wasm HTTP filter;
        B  envoy/mcp.yaml with Pinhole and the e2e policy (tests/e2e/harness.py
-          policy_yaml()) plus RESPONSE_RULES below: analysts see
-          `catalog_read_*` (a quarter of the tools; a deny rule hides
-          `*_purge` tools), analysts and deployers may call `customer_export`,
-          and the masking rule `bench-hide-customers` masks `**.email` and
+          policy_yaml()) plus RESPONSE_RULES below: analysts and deployers
+          see `catalog_read_*` (a quarter of the tools; a deny rule hides
+          `*_purge` tools: 20 % of the list is visible) and may call
+          `customer_export`, and the masking rule `bench-hide-customers` masks `**.email` and
           `**.card` by path plus the email/payment_card/phone detectors
           everywhere, `partial: 4`, deployers exempt;
   3. checks once, before measuring: through B the filtered 50- and 500-tool
      lists are valid JSON-RPC (same id, `result.tools`) holding exactly the
-     allowed tools, each entry byte-for-byte the upstream's (P passes the
-     whole list); the 1 MiB result for alice (analyst) is valid JSON-RPC with
+     allowed tools, each entry as the upstream sent it, and the same bytes
+     for the caller with masking (P passes the whole list); the 1 MiB result for alice (analyst) is valid JSON-RPC with
      every record kept and no email, card number or phone of the upstream in
      it (masked values end in their last 4 characters), and for bob
      (deployer, exempt) it is the upstream's bytes; a call without a token is
@@ -48,7 +54,10 @@ What it does, all on loopback, everything stopped at the end:
   5. per round, per workload, every variant in turn (the starting variant
      rotates), `wrk -t1 -c C -d SECONDS --latency` with a Lua script POSTing
      one fixed body with `Authorization: Bearer <RS256 JWT>`:
-       list-50, list-500  `tools/list` as alice (groups [analysts]): P, N, B;
+       list-50, list-500  `tools/list`: P, N (alice), B as bob (deployer:
+                          filtered only) and B-mask as alice (analyst:
+                          filtered, then scanned by her masking rule, which
+                          finds nothing in a tool list);
        result             `tools/call` of customer_export: P, N (alice), and
                           B twice: B-pass as bob (deployer: no masking rule
                           applies, the response streams through untouched)
@@ -63,12 +72,14 @@ What it does, all on loopback, everything stopped at the end:
 Envoy's buffer limit: Pinhole reads a response it filters or masks whole,
 so Envoy buffers it, and the buffer may not exceed the listener's
 per_connection_buffer_limit_bytes (1 MiB in envoy/mcp.yaml). A larger
-response is cut off: Envoy has already sent the headers (200), so it resets
-the stream and the client gets a truncated body (curl: "transfer closed with
-outstanding read data"; Envoy's counter downstream_rq_... is not a 5xx). The
-script proves it once per run with /mcp/result-over (the same records,
---result-bytes + 64 KiB) and prints what happened; raise the limit in the
-listener for deployments with larger tool results.
+response is cut off: Pinhole has let the headers go on (a proxy-wasm filter
+cannot hold them while it reads the body), so Envoy has sent `200` and can
+only reset the stream: the client gets the status line and headers, no body
+and a closed connection, never unmasked data, and no JSON-RPC error either
+(Envoy counts it in http.mcp.rs_too_large). A caller without masking gets
+the same response whole (it streams). The script shows it once per run with
+/mcp/result-over (the same records, --result-bytes + 64 KiB); raise the
+listener's limit for deployments with larger tool results or lists.
 
 The machine's 2 cores are shared by wrk, Envoy and the upstream (and often
 other jobs): single runs swing by +-20 %; believe medians of several rounds.
@@ -573,17 +584,24 @@ def check_result(port_p: int, port_b: int, alice: str, bob: str, result_bytes: i
     return {"upstream_bytes": len(expected), "records": records, "masked_bytes": len(body)}
 
 
-def probe_over_limit(port_b: int, alice: str, bob: str, result_bytes: int) -> dict[str, Any]:
-    """A result over Envoy's 1 MiB buffer limit: what the masked and the
-    exempt caller get."""
+def probe_over_limit(envoy: Any, alice: str, bob: str, result_bytes: int) -> dict[str, Any]:
+    """A result over Envoy's 1 MiB buffer limit through B: what the masked
+    and the exempt caller get, and Envoy's rs_too_large counter."""
     size = len(result_of_size(result_bytes + OVER_LIMIT_EXTRA)[0])
-    masked = post_raw(port_b, "/mcp/result-over", call_body(), alice)
-    exempt = post_raw(port_b, "/mcp/result-over", call_body(), bob)
+    port = envoy.listen_port
+
+    def too_large() -> int:
+        return sum(v for k, v in envoy.stats("http.mcp.").items() if k.endswith(".rs_too_large"))
+
+    before = too_large()
+    masked = post_raw(port, "/mcp/result-over", call_body(), alice)
+    exempt = post_raw(port, "/mcp/result-over", call_body(), bob)
+    counted = too_large() - before
     print(f"over the buffer limit: a {size:,}-byte result through B: masked caller: {masked['status']}, "
           f"{masked['received_bytes']:,} body bytes, {'complete' if masked['complete'] else 'TRUNCATED'}; "
           f"exempt caller: {exempt['status']}, {exempt['received_bytes']:,} bytes, "
-          f"{'complete' if exempt['complete'] else 'TRUNCATED'}", flush=True)
-    return {"bytes": size, "masked": masked, "exempt": exempt}
+          f"{'complete' if exempt['complete'] else 'TRUNCATED'}; Envoy rs_too_large +{counted}", flush=True)
+    return {"bytes": size, "masked": masked, "exempt": exempt, "rs_too_large": counted}
 
 
 # ---------------------------------------------------------------- main
@@ -600,6 +618,11 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="1 round of 1 s, no warm-up: does it work at all")
     ap.add_argument("--no-pin", dest="pin", action="store_false",
                     help="do not pin Envoy to CPU 0 and wrk and the upstream to CPU 1")
+    ap.add_argument("--with", dest="extra", action="append", default=[], metavar="NAME=WASM",
+                    help="also measure Pinhole built as WASM (same policy and configuration as B) for the masked "
+                         "caller, shown as NAME-mask; repeatable: compares builds in the same run")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS),
+                    help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)")
     ap.add_argument("--write-payloads", type=Path, metavar="DIR",
                     help="only write the upstream's bodies (list-50.json, list-500.json, result.json and "
                          "result-2x.json, twice the size) to DIR, for filter/examples/response_path.rs")
@@ -618,6 +641,17 @@ def main() -> int:
         return 0
     if args.smoke:
         args.seconds, args.rounds = 1, 1
+    workloads = {w: list(WORKLOADS[w]) for w in args.workloads.split(",") if w in WORKLOADS}
+    if not workloads:
+        raise SystemExit(f"--workloads {args.workloads!r}: none of {', '.join(WORKLOADS)}")
+    extra_wasm: dict[str, Path] = {}
+    for spec in args.extra:
+        name, sep, wasm_path = spec.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not Path(wasm_path).is_file():
+            raise SystemExit(f"--with {spec!r}: expected NAME=PATH of an existing .wasm")
+        extra_wasm[name] = Path(wasm_path).resolve()
+        for variants in workloads.values():
+            variants.append((f"{name}-mask", f"{name}_mask", f"+ Pinhole {name}, caller masked"))
 
     import envoyctl
     import harness
@@ -659,6 +693,10 @@ def main() -> int:
                                        UPSTREAM_PORT=upstream.port, WASM=artifacts.wasm,
                                        PLUGIN_CONFIG=envoyctl.plugin_config("tools", blob)),
         }
+        for name, wasm_path in extra_wasm.items():
+            cfgs[f"extra_{name}"] = envoyctl.render(ROOT / "envoy" / "mcp.yaml", workdir / f"extra_{name}.envoy.yaml",
+                                                    UPSTREAM_PORT=upstream.port, WASM=wasm_path,
+                                                    PLUGIN_CONFIG=envoyctl.plugin_config("tools", blob))
         for name, cfg in cfgs.items():
             envoys[name] = envoyctl.Envoy(cfg, workdir, name=name, log_level="warning")
         # One after the other, from this thread: an Envoy started from a
@@ -674,38 +712,45 @@ def main() -> int:
         port["pinhole_pass"] = port["pinhole_mask"] = port["pinhole"]
         pid = {name: e.pid for name, e in envoys.items()}
         pid["pinhole_pass"] = pid["pinhole_mask"] = pid["pinhole"]
+        for name in extra_wasm:
+            port[f"{name}_mask"], pid[f"{name}_mask"] = port[f"extra_{name}"], pid[f"extra_{name}"]
 
         results["checks"]["lists"] = check_lists(port["plain"], port["pinhole"], alice, bob)
         results["checks"]["result"] = check_result(port["plain"], port["pinhole"], alice, bob, args.result_bytes)
-        results["checks"]["over_limit"] = probe_over_limit(port["pinhole"], alice, bob, args.result_bytes)
+        results["checks"]["over_limit"] = probe_over_limit(envoys["pinhole"], alice, bob, args.result_bytes)
+        for name in extra_wasm:
+            print(f"{name}:", end=" ", flush=True)
+            check_lists(port["plain"], port[f"{name}_mask"], alice, bob)
+            print(f"{name}:", end=" ", flush=True)
+            check_result(port["plain"], port[f"{name}_mask"], alice, bob, args.result_bytes)
 
         def script_for(workload: str, name: str) -> Path:
             return scripts[(workload, "bob" if name == "pinhole_pass" else "alice")]
 
         if not args.smoke:  # warm-up, not counted: connections, the VMs, the JWT caches
-            for workload, variants in WORKLOADS.items():
+            for workload, variants in workloads.items():
                 for _, name, _ in variants:
                     run_wrk(wrk, port[name], paths[workload], script_for(workload, name), args, seconds=1)
 
         print(f"\nwrk -t1 -c{args.connections} -d{args.seconds:g}s, {args.rounds} round(s); Envoy --concurrency 1; "
               f"result = {result_len:,} bytes ({result_mib:.3f} MiB)", flush=True)
-        print(f"{'round':>5} {'workload':>9} {'var':>6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'µs/req':>9}",
+        print(f"{'round':>5} {'workload':>9} {'var':>10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'µs/req':>9}",
               flush=True)
         for rnd in range(1, args.rounds + 1):
             row: dict[str, Any] = {"round": rnd}
-            for workload, variants in WORKLOADS.items():
+            for workload, variants in workloads.items():
                 k = (rnd - 1) % len(variants)
                 row[workload] = {}
                 for key, name, _ in variants[k:] + variants[:k]:
                     r = run_wrk(wrk, port[name], paths[workload], script_for(workload, name), args, pid=pid[name])
                     row[workload][name] = r
-                    print(f"{rnd:>5} {workload:>9} {key:>6} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} "
+                    print(f"{rnd:>5} {workload:>9} {key:>10} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} "
                           f"{r['p99_ms']:>8.2f} {_fmt(r['envoy_cpu_us_per_req']):>9}", flush=True)
             results["runs"].append(row)
 
         runs = results["runs"]
         summary: dict[str, Any] = {}
-        for workload, variants in WORKLOADS.items():
+        for workload, variants in workloads.items():
             title = {"list-50": "tools/list, 50 tools", "list-500": "tools/list, 500 tools",
                      "result": f"tools/call, {result_len:,}-byte result"}[workload]
             if workload.startswith("list-"):
@@ -728,7 +773,7 @@ def main() -> int:
                 print(f"  {key + ' ' + what:46} {s['rps']:>8.0f} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f} "
                       f"{_fmt(s['envoy_cpu_us_per_req']):>8} {s['rps_ratio_vs_plain']:>9.3f} "
                       f"{_fmt(s['added_cpu_us_per_req']):>8}", flush=True)
-            if workload == "result":
+            if workload == "result" and "pinhole_mask" in s_w and "pinhole_pass" in s_w:
                 per = [r[workload] for r in runs]
                 mask = _median([_sub(r["pinhole_mask"]["envoy_cpu_us_per_req"],
                                      r["pinhole_pass"]["envoy_cpu_us_per_req"]) for r in per])
@@ -737,6 +782,16 @@ def main() -> int:
                 s_w["result_bytes"] = result_len
                 print(f"  masking (B-mask − B-pass, median of rounds): {_fmt(mask)} µs of Envoy CPU per request, "
                       f"{_fmt(s_w['masking_cpu_us_per_mib'])} µs per MiB")
+                for name in extra_wasm:
+                    m = _median([_sub(r[f"{name}_mask"]["envoy_cpu_us_per_req"],
+                                      r["pinhole_pass"]["envoy_cpu_us_per_req"]) for r in per])
+                    vs = _median([_div(r[f"{name}_mask"]["envoy_cpu_us_per_req"],
+                                       r["pinhole_mask"]["envoy_cpu_us_per_req"]) for r in per])
+                    s_w[f"{name}_masking_cpu_us_per_req"] = m
+                    s_w[f"{name}_mask_cpu_vs_b_mask"] = vs
+                    print(f"  masking with {name} ({name}-mask − B-pass): {_fmt(m)} µs per request, "
+                          f"{_fmt(None if m is None else m / result_mib)} µs per MiB; Envoy CPU per request "
+                          f"{name}-mask ÷ B-mask: {_fmt(vs, 3)}")
             summary[workload] = s_w
         results["summary"] = summary
         load = os.getloadavg()
@@ -757,6 +812,7 @@ def main() -> int:
 _fmt = bh._fmt
 _sub = bh._sub
 _median = bh._median
+_div = bh._div
 
 if __name__ == "__main__":
     sys.exit(main())
