@@ -510,7 +510,7 @@ def _jsonrpc(status: int, body: bytes, id_: int, what: str) -> dict[str, Any]:
     return msg
 
 
-def check_lists(port_p: int, port_b: int, alice: str, bob: str) -> dict[str, Any]:
+def check_lists(port_p: int, port_b: int, alice: str, bob: str, label: str = "B") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for n in LIST_SIZES:
         upstream = {t["name"]: t for t in tools_list(n)}
@@ -537,7 +537,7 @@ def check_lists(port_p: int, port_b: int, alice: str, bob: str) -> dict[str, Any
             raise SystemExit(f"B-mask: tools/list of {n} differs from the unmasked caller's: {masked[:300]!r}")
         out[str(n)] = {"upstream_bytes": len(list_body(n)), "filtered_bytes": len(body), "tools": n,
                        "visible": len(names)}
-        print(f"check: tools/list of {n} tools ({len(list_body(n)):,} bytes) through B: valid JSON-RPC, exactly "
+        print(f"check: tools/list of {n} tools ({len(list_body(n)):,} bytes) through {label}: valid JSON-RPC, exactly "
               f"the {len(names)} allowed tools, entries unchanged ({len(body):,} bytes); the same bytes for a "
               f"caller with masking", flush=True)
     return out
@@ -551,7 +551,8 @@ def _secrets(records: int) -> list[str]:
     return out
 
 
-def check_result(port_p: int, port_b: int, alice: str, bob: str, result_bytes: int) -> dict[str, Any]:
+def check_result(port_p: int, port_b: int, alice: str, bob: str, result_bytes: int,
+                 label: str = "B") -> dict[str, Any]:
     expected, records = result_of_size(result_bytes)
     status, body = post(port_p, "/mcp/result", call_body(), alice)
     if status != 200 or body != expected:
@@ -579,7 +580,7 @@ def check_result(port_p: int, port_b: int, alice: str, bob: str, result_bytes: i
     if status != 401:
         raise SystemExit(f"B: a call without a token got {status} (expected 401)")
     print(f"check: {len(expected):,}-byte result ({records} records, in structuredContent and as JSON text) "
-          f"through B: exempt caller gets it unchanged; masked caller gets valid JSON-RPC, every record kept, "
+          f"through {label}: exempt caller gets it unchanged; masked caller gets valid JSON-RPC, every record kept, "
           f"none of the {len(_secrets(records)):,} emails/cards/phones in clear ({len(body):,} bytes)", flush=True)
     return {"upstream_bytes": len(expected), "records": records, "masked_bytes": len(body)}
 
@@ -719,10 +720,8 @@ def main() -> int:
         results["checks"]["result"] = check_result(port["plain"], port["pinhole"], alice, bob, args.result_bytes)
         results["checks"]["over_limit"] = probe_over_limit(envoys["pinhole"], alice, bob, args.result_bytes)
         for name in extra_wasm:
-            print(f"{name}:", end=" ", flush=True)
-            check_lists(port["plain"], port[f"{name}_mask"], alice, bob)
-            print(f"{name}:", end=" ", flush=True)
-            check_result(port["plain"], port[f"{name}_mask"], alice, bob, args.result_bytes)
+            check_lists(port["plain"], port[f"{name}_mask"], alice, bob, label=name)
+            check_result(port["plain"], port[f"{name}_mask"], alice, bob, args.result_bytes, label=name)
 
         def script_for(workload: str, name: str) -> Path:
             return scripts[(workload, "bob" if name == "pinhole_pass" else "alice")]
