@@ -122,13 +122,20 @@ pub(crate) fn filter_text(
     visible: Visible,
     masker: Option<&crate::mask::Masker>,
 ) -> Result<Filtered, McpError> {
-    let mut f = filter_lists(text, lists, visible)?;
+    let (mut f, parsed) = filter_lists(text, lists, visible)?;
     let Some(masker) = masker else {
         return Ok(f);
     };
-    let current = f.text.as_deref().unwrap_or(text);
-    let mut value = parse_strict(current, MAX_RESPONSE_DEPTH)
-        .map_err(|e| McpError::Response(format!("malformed JSON: {e}")))?;
+    // Masking works on the document as filtered: when no list entry was
+    // dropped that is the text `filter_lists` has just parsed (strictly),
+    // so its value is reused (a tools/call result: one parse instead of two,
+    // about a fifth of the work on a large result); otherwise the spliced
+    // text is parsed again.
+    let mut value = match (parsed, f.text.as_deref()) {
+        (Some(value), None) => value,
+        (_, current) => parse_strict(current.unwrap_or(text), MAX_RESPONSE_DEPTH)
+            .map_err(|e| McpError::Response(format!("malformed JSON: {e}")))?,
+    };
     let mask_err = |e: crate::mask::MaskError| {
         McpError::Response(format!("a value that must be masked could not be: {e}"))
     };
@@ -159,11 +166,13 @@ pub(crate) fn filter_text(
     Ok(f)
 }
 
+/// The lists of `text` filtered; with the parsed document when nothing was
+/// changed (`Filtered::text` is `None`), for the masking that may follow.
 fn filter_lists(
     text: &str,
     lists: &[(Value, ListKind)],
     visible: Visible,
-) -> Result<Filtered, McpError> {
+) -> Result<(Filtered, Option<Value>), McpError> {
     let value = parse_strict(text, MAX_RESPONSE_DEPTH)
         .map_err(|e| McpError::Response(format!("malformed JSON: {e}")))?;
     let mut edits = Vec::new();
@@ -180,17 +189,19 @@ fn filter_lists(
         _ => {}
     }
     if edits.is_empty() {
-        return Ok(Filtered {
+        let f = Filtered {
             text: None,
             answered,
             masked: 0,
-        });
+        };
+        return Ok((f, Some(value)));
     }
-    Ok(Filtered {
+    let f = Filtered {
         text: Some(splice(text, &edits)?),
         answered,
         masked: 0,
-    })
+    };
+    Ok((f, None))
 }
 
 fn inspect(

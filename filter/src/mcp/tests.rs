@@ -1404,3 +1404,129 @@ fn post_headers_must_be_plain_json() {
         assert!(v.reason.unwrap().contains("content-encoding"), "{enc}");
     }
 }
+
+// ------------------------------------------------- JSON responses, masked
+
+fn bench_masker() -> crate::mask::Masker {
+    use crate::mask::{DetectorRule, FieldRule, MaskSpec, Masker, Strategy};
+    let spec = MaskSpec {
+        fields: vec![FieldRule {
+            path: "**.email".into(),
+            strategy: Strategy::Redact { text: None },
+        }],
+        detectors: vec![DetectorRule {
+            detector: "email".into(),
+            pattern: None,
+            strategy: Strategy::Partial { keep: 4 },
+        }],
+        ..MaskSpec::default()
+    };
+    Masker::new(&spec, None).unwrap()
+}
+
+fn filter_masked(body: &str, lists: &[(Value, ListKind)]) -> (Option<String>, usize) {
+    let m = bench_masker();
+    let (out, n) = filter_json_response_masked(body.as_bytes(), lists, &visible, Some(&m)).unwrap();
+    (out.map(|b| String::from_utf8(b).unwrap()), n)
+}
+
+/// What masking a freshly parsed body gives (every message's `result` by
+/// `mask_mcp_result`, `error` by `scan_json`), as a reference.
+fn masked_reference(body: &str) -> (Value, usize) {
+    let m = bench_masker();
+    let mut doc: Value = serde_json::from_str(body).unwrap();
+    let mut n = 0;
+    let mut one = |msg: &mut Value| {
+        if let Some(r) = msg.get_mut("result") {
+            n += m.mask_mcp_result(r).unwrap();
+        }
+        if let Some(e) = msg.get_mut("error") {
+            n += m.scan_json(e).unwrap();
+        }
+    };
+    match &mut doc {
+        Value::Array(items) => items.iter_mut().for_each(&mut one),
+        other => one(other),
+    }
+    (doc, n)
+}
+
+#[test]
+fn tool_result_is_masked_from_the_one_parse() {
+    // No list entry to drop: masking reuses the document the list filter
+    // parsed. The outcome is the same as masking a fresh parse.
+    let data = json!({"customers": [{"id": 1, "email": "ada@example.test",
+                                     "notes": "write to billing@corp.test"}]});
+    let body = json!({"jsonrpc": "2.0", "id": 7, "result": {
+        "content": [{"type": "text", "text": data.to_string()}],
+        "structuredContent": data, "isError": false}})
+    .to_string();
+    let (out, n) = filter_masked(&body, &[(json!(7), ListKind::Tools)]);
+    let out = out.expect("masked");
+    assert!(
+        !out.contains("ada@example.test") && !out.contains("billing@corp.test"),
+        "{out}"
+    );
+    let (want, want_n) = masked_reference(&body);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), want);
+    assert_eq!((n, want_n), (4, 4));
+    // The same as a batch, and as a response nobody asked a list for.
+    let batch = format!("[{body},{body}]");
+    let (out, n) = filter_masked(&batch, &[(json!(7), ListKind::Tools)]);
+    assert_eq!(n, 8);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.unwrap()).unwrap(),
+        masked_reference(&batch).0
+    );
+    assert_eq!(filter_masked(&body, &[]).1, 4);
+    // Nothing to mask: forwarded as is.
+    let clean = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"ok"}]}}"#;
+    assert_eq!(
+        filter_masked(clean, &[(json!(7), ListKind::Tools)]),
+        (None, 0)
+    );
+}
+
+#[test]
+fn list_is_filtered_then_the_kept_entries_masked() {
+    // The dropped entry's email is not counted: masking sees the filtered
+    // document, not the upstream's.
+    let body = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"a","description":"ask ada@example.test"},{"name":"secret_x","description":"ask bob@example.test"},{"name":"b"}]}}"#;
+    let (out, n) = filter_masked(body, &[(json!(3), ListKind::Tools)]);
+    let out = out.unwrap();
+    assert_eq!(n, 1, "{out}");
+    let got: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        got,
+        json!({"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"a","description":"ask ***@*******.test"},{"name":"b"}]}})
+    );
+    // A batch where one list is cut and another message is only masked.
+    let batch = format!(
+        r#"[{body},{{"jsonrpc":"2.0","id":9,"result":{{"structuredContent":{{"email":"c@d.test"}}}}}}]"#
+    );
+    let (out, n) = filter_masked(
+        &batch,
+        &[(json!(3), ListKind::Tools), (json!(9), ListKind::Tools)],
+    );
+    let got: Value = serde_json::from_str(&out.unwrap()).unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(got[0]["result"]["tools"].as_array().unwrap().len(), 2);
+    assert_eq!(got[1]["result"]["structuredContent"]["email"], "[REDACTED]");
+}
+
+#[test]
+fn masked_response_that_is_not_strict_json_is_refused() {
+    let m = bench_masker();
+    for body in [
+        r#"{"jsonrpc":"2.0","id":7,"result":{"a":1,"a":2}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"result":{"structuredContent":{"email":"x@y.test"}}"#,
+    ] {
+        let r = filter_json_response_masked(
+            body.as_bytes(),
+            &[(json!(7), ListKind::Tools)],
+            &visible,
+            Some(&m),
+        );
+        assert!(r.is_err(), "{body}: {r:?}");
+    }
+}
