@@ -281,7 +281,7 @@ def pin(pid: int | None, cpu: int) -> None:
 
 
 def pinning(args: argparse.Namespace) -> bool:
-    return bool(args.pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"))
+    return bool(getattr(args, "pin", False) and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"))
 
 
 def run_wrk(wrk: str, port: int, script: Path, args: argparse.Namespace, *, seconds: float | None = None,
