@@ -149,17 +149,7 @@ def serve_upstream(port_file: Path) -> None:
                 end = buf.find(b"\r\n\r\n")
                 if end < 0:
                     break
-                head = bytes(buf[:end]).lower()
-                m = re.search(rb"\r\ncontent-length:\s*(\d+)", head)
-                if m:
-                    total = end + 4 + int(m.group(1))
-                elif b"transfer-encoding: chunked" in head:
-                    z = buf.find(b"\r\n0\r\n\r\n", end)
-                    total = z + 7 if z >= 0 else len(buf) + 1
-                    if buf[end + 4:end + 9] == b"0\r\n\r\n":
-                        total = end + 9
-                else:
-                    total = end + 4
+                total = request_length(buf, end)
                 if len(buf) < total:
                     break
                 del buf[:total]
@@ -202,6 +192,22 @@ class Upstream:
         import envoyctl
         proc, self.proc = self.proc, None
         envoyctl.stop_process(proc)
+
+
+def request_length(buf: bytearray, end: int) -> int:
+    """Bytes of the HTTP/1.1 request at the start of `buf` whose head ends
+    at `end` (the index of its blank line): head plus a content-length or
+    chunked body; more than len(buf) while the body is incomplete."""
+    head = bytes(buf[:end]).lower()
+    m = re.search(rb"\r\ncontent-length:\s*(\d+)", head)
+    if m:
+        return end + 4 + int(m.group(1))
+    if b"transfer-encoding: chunked" in head:
+        if buf[end + 4:end + 9] == b"0\r\n\r\n":
+            return end + 9
+        z = buf.find(b"\r\n0\r\n\r\n", end)
+        return z + 7 if z >= 0 else len(buf) + 1
+    return end + 4
 
 
 # ---------------------------------------------------------------- measuring

@@ -56,7 +56,6 @@ the script works.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -72,16 +71,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 
-def _load_bench_http() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_http", ROOT / "scripts" / "bench-http.py")
-    if spec is None or spec.loader is None:
-        raise SystemExit("cannot load scripts/bench-http.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+import benchload  # noqa: E402
 
-
-bh = _load_bench_http()
+bh = benchload.bench_http()
 
 DENIED_BODY = json.dumps({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
                           "params": {"name": "delete_everything", "arguments": {}}}, separators=(",", ":"))

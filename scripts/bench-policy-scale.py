@@ -43,7 +43,6 @@ another build of eval_scale.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -61,16 +60,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import policy_scale_gen as gen  # noqa: E402
 
 
-def _load_bench_http() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_http", ROOT / "scripts" / "bench-http.py")
-    if spec is None or spec.loader is None:
-        raise SystemExit("cannot load scripts/bench-http.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+import benchload  # noqa: E402
 
-
-bh = _load_bench_http()
+bh = benchload.bench_http()
 
 TARGET_RATIO = 1.2
 BODY = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call",

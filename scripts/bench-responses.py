@@ -91,7 +91,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import json
 import os
 import re
@@ -111,16 +110,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 
-def _load_bench_http() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_http", ROOT / "scripts" / "bench-http.py")
-    if spec is None or spec.loader is None:
-        raise SystemExit("cannot load scripts/bench-http.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+import benchload  # noqa: E402
 
-
-bh = _load_bench_http()
+bh = benchload.bench_http()
 
 PROTOCOL_VERSION = bh.PROTOCOL_VERSION
 LIST_SIZES = (50, 500)
@@ -368,17 +360,7 @@ def serve_upstream(port_file: Path, result_bytes: int) -> None:
                 if end < 0:
                     break
                 head = bytes(buf[:end])
-                low = head.lower()
-                m = re.search(rb"\r\ncontent-length:\s*(\d+)", low)
-                if m:
-                    total = end + 4 + int(m.group(1))
-                elif b"transfer-encoding: chunked" in low:
-                    z = buf.find(b"\r\n0\r\n\r\n", end)
-                    total = z + 7 if z >= 0 else len(buf) + 1
-                    if buf[end + 4:end + 9] == b"0\r\n\r\n":
-                        total = end + 9
-                else:
-                    total = end + 4
+                total = bh.request_length(buf, end)
                 if len(buf) < total:
                     break
                 del buf[:total]
